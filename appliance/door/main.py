@@ -1,0 +1,75 @@
+"""`telecentre door`: the door service as a process, with its relock guardian."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from appliance.config import Config
+from appliance.door.devices import Lock, make_pin_factory
+from appliance.door.guardian import start_guardian
+from appliance.door.hardware import LOCK_LABEL, build_hardware
+from appliance.door.service import DoorService, load_site_secret
+from appliance.hardware import board
+from appliance.runtime import serve_metrics, wait_for_signal
+from appliance.sdnotify import notify
+
+log = logging.getLogger(__name__)
+
+
+def relock_action(config: Config):
+    """What the guardian does once the service has died: drive the lock pin locked.
+
+    On a Pi a released GPIO line keeps its last level, so a service killed while
+    the door was unlocked would leave it unlocked: the guardian claims the line
+    again and drives it to the locked level.
+    """
+    level = Lock.locked_pin_level(config.door.relay_active_high, config.door.fail_safe)
+    if config.backend == "emulated":
+        path = config.board_path
+
+        def relock() -> None:
+            board.force_level(path, LOCK_LABEL, level, by="guardian")
+    else:
+
+        def relock() -> None:
+            from gpiozero import OutputDevice
+
+            device = OutputDevice(
+                config.pins.lock,
+                active_high=True,
+                initial_value=level,
+                pin_factory=make_pin_factory("lgpio"),
+            )
+            device.value = level
+            # Do not close: closing releases the line again; the process exits holding
+            # it at the locked level, which the line keeps.
+
+    return relock
+
+
+def run(config: Config) -> int:
+    secret = load_site_secret(config.secret_path)
+    # Before any thread starts (fork): the guardian outlives us by design.
+    guardian = start_guardian(relock_action(config))
+    hardware = build_hardware(config)
+    service = DoorService(config, hardware, site_secret=secret)
+    service.start()
+    metrics = serve_metrics(service.registry, config.metrics_listen, config.door_metrics_port)
+    log.info(
+        "door service running (%s hardware); metrics on %s:%d",
+        config.backend,
+        config.metrics_listen,
+        metrics.server_port,
+    )
+    notify("READY=1")
+    notify("STATUS=door ready")
+    try:
+        signum = wait_for_signal()
+        log.info("stopping on %s", signal.Signals(signum).name)
+    finally:
+        notify("STOPPING=1")
+        service.stop()  # relocks, then releases the pins
+        guardian.stop()
+        metrics.shutdown()
+    return 0

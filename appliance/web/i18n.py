@@ -1,0 +1,436 @@
+"""Every visible string of the panel, in French and English.
+
+A flat catalog {key: {"fr": ..., "en": ...}} rather than gettext: two languages, a few
+hundred strings, no build step on the Pi, and a test can check that every key has both
+languages and every key a template uses exists. French is the default because the
+people running a rural telecentre in France read it first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import current_app, g, has_app_context, has_request_context, request
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("fr", "en")
+
+
+def current_language() -> str:
+    """The cookie set by the language switch, else the site's configured language."""
+    if has_request_context():
+        lang = g.get("lang")
+        if lang is None:
+            lang = request.cookies.get("lang")
+            if lang not in LANGUAGES:
+                lang = _site_language()
+            g.lang = lang
+        return lang
+    return _site_language()
+
+
+def _site_language() -> str:
+    if has_app_context():
+        config = current_app.extensions.get("appliance_config")
+        if config is not None and config.language in LANGUAGES:
+            return config.language
+    return "fr"
+
+
+def translate(key: str, **kwargs: Any) -> str:
+    """The text for `key` in the current language, with {placeholders} filled in."""
+    entry = CATALOG.get(key)
+    if entry is None:
+        # A missing key is a bug the catalog test catches; showing the key beats a 500.
+        log.error("missing i18n key %r", key)
+        return key
+    text = entry[current_language()]
+    return text.format(**kwargs) if kwargs else text
+
+
+def pick(messages: Mapping[str, str] | None) -> str:
+    """One language out of a {"fr", "en"} message from another module (InvalidInput, policy)."""
+    if not messages:
+        return ""
+    return messages.get(current_language()) or messages.get("fr") or ""
+
+
+def day_name(weekday: int) -> str:
+    return translate(f"day.{weekday}")
+
+
+CATALOG: dict[str, dict[str, str]] = {
+    # --- layout ---------------------------------------------------------------------------
+    "app.title": {"fr": "Panneau d'administration", "en": "Admin panel"},
+    "nav.dashboard": {"fr": "Tableau de bord", "en": "Dashboard"},
+    "nav.members": {"fr": "Membres", "en": "Members"},
+    "nav.log": {"fr": "Journal", "en": "Log"},
+    "nav.plans": {"fr": "Forfaits", "en": "Plans"},
+    "nav.door": {"fr": "Porte", "en": "Door"},
+    "nav.logout": {"fr": "Se déconnecter", "en": "Log out"},
+    "nav.menu": {"fr": "Menu principal", "en": "Main menu"},
+    "nav.signed_in_as": {"fr": "Connecté : {name}", "en": "Signed in: {name}"},
+    "role.admin": {"fr": "administrateur", "en": "administrator"},
+    "role.staff": {"fr": "consultation seule", "en": "read-only"},
+    "lang.switch_to": {"fr": "English", "en": "Français"},
+    "lang.switch_title": {"fr": "Switch to English", "en": "Passer en français"},
+    "common.save": {"fr": "Enregistrer", "en": "Save"},
+    "common.cancel": {"fr": "Annuler", "en": "Cancel"},
+    "common.search": {"fr": "Rechercher", "en": "Search"},
+    "common.filter": {"fr": "Filtrer", "en": "Filter"},
+    "common.reset": {"fr": "Effacer les filtres", "en": "Clear filters"},
+    "common.next": {"fr": "Suivants →", "en": "Next →"},
+    "common.previous": {"fr": "← Précédents", "en": "← Previous"},
+    "common.older": {"fr": "Plus anciens →", "en": "Older →"},
+    "common.newest": {"fr": "← Plus récents", "en": "← Newest"},
+    "common.none": {"fr": "—", "en": "—"},
+    "common.yes": {"fr": "Oui", "en": "Yes"},
+    "common.no": {"fr": "Non", "en": "No"},
+    "common.back": {"fr": "Retour", "en": "Back"},
+    "common.seconds": {"fr": "{n} s", "en": "{n} s"},
+    "common.form_errors": {
+        "fr": "Certains champs sont à corriger (voir en rouge ci-dessous). Rien n'a été perdu.",
+        "en": "Some fields need fixing (see in red below). Nothing was lost.",
+    },
+    "common.readonly_notice": {
+        "fr": "Compte en consultation seule : vous pouvez tout voir, mais pas modifier.",
+        "en": "Read-only account: you can see everything but not change anything.",
+    },
+    # --- errors ---------------------------------------------------------------------------
+    "error.title": {"fr": "Erreur", "en": "Error"},
+    "error.403": {
+        "fr": "Action réservée aux administrateurs. Votre compte est en consultation seule.",
+        "en": "Only administrators can do this. Your account is read-only.",
+    },
+    "error.404": {"fr": "Page introuvable.", "en": "Page not found."},
+    "error.413": {
+        "fr": "Formulaire trop volumineux : raccourcissez le texte et réessayez.",
+        "en": "Form too large: shorten the text and try again.",
+    },
+    "error.500": {
+        "fr": "Erreur interne du panneau. Réessayez ; si cela continue, redémarrez le boîtier.",
+        "en": "Internal panel error. Try again; if it persists, restart the box.",
+    },
+    "error.csrf": {
+        "fr": "Le formulaire a expiré ou ne vient pas de ce panneau. Revenez en arrière, "
+        "rechargez la page et recommencez.",
+        "en": "The form has expired or did not come from this panel. Go back, reload the "
+        "page and try again.",
+    },
+    "error.home": {"fr": "Retour au tableau de bord", "en": "Back to the dashboard"},
+    # --- login ----------------------------------------------------------------------------
+    "login.title": {"fr": "Connexion", "en": "Sign in"},
+    "login.username": {"fr": "Identifiant", "en": "Username"},
+    "login.password": {"fr": "Mot de passe", "en": "Password"},
+    "login.submit": {"fr": "Se connecter", "en": "Sign in"},
+    "login.bad_credentials": {
+        "fr": "Identifiant ou mot de passe incorrect.",
+        "en": "Wrong username or password.",
+    },
+    "login.rate_limited": {
+        "fr": "Trop de tentatives de connexion. Réessayez dans {minutes} min.",
+        "en": "Too many sign-in attempts. Try again in {minutes} min.",
+    },
+    "login.help": {
+        "fr": "Mot de passe oublié ? Sur le boîtier : telecentre admin passwd <identifiant>.",
+        "en": "Forgot the password? On the box: telecentre admin passwd <username>.",
+    },
+    "auth.session_expired": {
+        "fr": "Session expirée : reconnectez-vous.",
+        "en": "Session expired: sign in again.",
+    },
+    # --- door (shared) --------------------------------------------------------------------
+    "door.unreachable": {
+        "fr": "Le service de la porte ne répond pas : l'état de la porte, l'ouverture à "
+        "distance et l'enrôlement des badges sont indisponibles pour le moment. Les membres "
+        "et le journal restent utilisables. Si cela dure, redémarrez le boîtier.",
+        "en": "The door service is not responding: the door state, remote unlock and badge "
+        "enrollment are unavailable for now. Members and the log still work. If this lasts, "
+        "restart the box.",
+    },
+    "door.refused": {
+        "fr": "La porte a refusé la commande ({detail}).",
+        "en": "The door refused the command ({detail}).",
+    },
+    "door.state.locked": {"fr": "Verrouillée", "en": "Locked"},
+    "door.state.unlocked": {"fr": "Déverrouillée", "en": "Unlocked"},
+    "door.state.open": {"fr": "Ouverte", "en": "Open"},
+    "door.state.held_open": {"fr": "Restée ouverte", "en": "Held open"},
+    "door.state.unknown": {"fr": "Inconnu", "en": "Unknown"},
+    "door.alarm.held_open": {
+        "fr": "Alarme : la porte est restée ouverte trop longtemps",
+        "en": "Alarm: the door has been held open too long",
+    },
+    "door.alarm.forced_open": {
+        "fr": "Alarme : porte ouverte sans autorisation (forcée ?)",
+        "en": "Alarm: door opened without authorization (forced?)",
+    },
+    "door.alarm.other": {"fr": "Alarme : {code}", "en": "Alarm: {code}"},
+    "door.reader_up": {"fr": "Lecteur de badges : en service", "en": "Badge reader: working"},
+    "door.reader_down": {
+        "fr": "Lecteur de badges : hors service (vérifiez son câble)",
+        "en": "Badge reader: not working (check its cable)",
+    },
+    "door.emulated": {
+        "fr": "Mode démonstration : matériel simulé",
+        "en": "Demo mode: simulated hardware",
+    },
+    "door.enrollment_running": {
+        "fr": "Enrôlement en cours pour {name} : présentez le badge sur le lecteur.",
+        "en": "Enrolling a badge for {name}: present the badge on the reader.",
+    },
+    "door.time_left": {"fr": "Temps restant :", "en": "Time left:"},
+    "door.uid_only_warning": {
+        "fr": "Attention : les badges sont vérifiés sur leur seul numéro de série (mode "
+        "« uid-only »). Ce numéro se lit à distance et se recopie sur une carte vierge "
+        "vendue quelques euros : un badge peut donc être copié. Pour l'éviter, passez "
+        "card_mode = \"token\" dans le fichier de configuration et réenrôlez les badges.",
+        "en": "Warning: badges are checked on their serial number only (\"uid-only\" mode). "
+        "That number can be read from a distance and written onto a blank card sold for a "
+        "few euros, so a badge can be copied. To prevent this, set card_mode = \"token\" in "
+        "the configuration file and re-enroll the badges.",
+    },
+    # --- dashboard ------------------------------------------------------------------------
+    "dashboard.title": {"fr": "Tableau de bord", "en": "Dashboard"},
+    "dashboard.door": {"fr": "Porte", "en": "Door"},
+    "dashboard.door_state": {"fr": "État de la porte", "en": "Door state"},
+    "dashboard.no_alarm": {"fr": "Aucune alarme", "en": "No alarm"},
+    "dashboard.events": {"fr": "Derniers passages", "en": "Latest events"},
+    "dashboard.no_events": {"fr": "Aucun passage enregistré.", "en": "No event recorded."},
+    "dashboard.live": {
+        "fr": "Mise à jour automatique.",
+        "en": "Updates automatically.",
+    },
+    "dashboard.offline": {
+        "fr": "Connexion au panneau perdue : nouvel essai…",
+        "en": "Lost contact with the panel: retrying…",
+    },
+    "dashboard.members": {"fr": "{n} membres actifs", "en": "{n} active members"},
+    "dashboard.open_door": {"fr": "Ouvrir la porte…", "en": "Unlock the door…"},
+    "dashboard.full_log": {"fr": "Tout le journal", "en": "Full log"},
+    # --- events / log ---------------------------------------------------------------------
+    "event.time": {"fr": "Heure", "en": "Time"},
+    "event.date": {"fr": "Date et heure", "en": "Date and time"},
+    "event.result": {"fr": "Résultat", "en": "Result"},
+    "event.reason": {"fr": "Motif", "en": "Reason"},
+    "event.who": {"fr": "Qui", "en": "Who"},
+    "event.badge": {"fr": "Badge", "en": "Badge"},
+    "result.granted": {"fr": "Autorisé", "en": "Allowed"},
+    "result.denied": {"fr": "Refusé", "en": "Denied"},
+    "result.info": {"fr": "Info", "en": "Info"},
+    "result.alarm": {"fr": "Alarme", "en": "Alarm"},
+    "result.all": {"fr": "Tous", "en": "All"},
+    "reason.all": {"fr": "Tous les motifs", "en": "All reasons"},
+    "reason.held_open": {"fr": "Porte restée ouverte", "en": "Door held open"},
+    "reason.forced_open": {"fr": "Porte forcée", "en": "Door forced open"},
+    "reason.door_opened": {"fr": "Porte ouverte", "en": "Door opened"},
+    "reason.door_closed": {"fr": "Porte fermée", "en": "Door closed"},
+    "log.title": {"fr": "Journal des accès", "en": "Access log"},
+    "log.from": {"fr": "Du", "en": "From"},
+    "log.to": {"fr": "Au", "en": "To"},
+    "log.text": {"fr": "Membre, badge ou admin", "en": "Member, badge or admin"},
+    "log.export": {"fr": "Exporter en CSV (tableur)", "en": "Export as CSV (spreadsheet)"},
+    "log.empty": {
+        "fr": "Aucun passage ne correspond à ces filtres.",
+        "en": "No event matches these filters.",
+    },
+    "log.bad_date": {
+        "fr": "Date invalide : attendu AAAA-MM-JJ. Ce filtre est ignoré.",
+        "en": "Invalid date: expected YYYY-MM-DD. This filter is ignored.",
+    },
+    "log.retention": {
+        "fr": "Le journal est conservé {days} jours, puis effacé (recommandation CNIL).",
+        "en": "The log is kept {days} days, then deleted (CNIL guidance).",
+    },
+    # --- members --------------------------------------------------------------------------
+    "members.title": {"fr": "Membres", "en": "Members"},
+    "members.add": {"fr": "Ajouter un membre", "en": "Add a member"},
+    "members.search_placeholder": {
+        "fr": "Nom, numéro ou e-mail",
+        "en": "Name, number or e-mail",
+    },
+    "members.empty": {"fr": "Aucun membre trouvé.", "en": "No member found."},
+    "members.badges_count": {"fr": "Badges", "en": "Badges"},
+    "members.status": {"fr": "Statut", "en": "Status"},
+    "members.status.ok": {"fr": "Actif", "en": "Active"},
+    "members.status.suspended": {"fr": "Suspendu", "en": "Suspended"},
+    "members.status.archived": {"fr": "Archivé", "en": "Archived"},
+    "members.status.expired": {"fr": "Abonnement terminé", "en": "Membership ended"},
+    "members.status.future": {"fr": "Pas encore commencé", "en": "Not started yet"},
+    "members.new_title": {"fr": "Nouveau membre", "en": "New member"},
+    "members.edit_title": {"fr": "Membre n° {number}", "en": "Member no. {number}"},
+    "members.created": {
+        "fr": "Membre enregistré. Vous pouvez maintenant enrôler son badge.",
+        "en": "Member saved. You can now enroll their badge.",
+    },
+    "members.updated": {"fr": "Modifications enregistrées.", "en": "Changes saved."},
+    "members.not_found": {"fr": "Ce membre n'existe pas.", "en": "This member does not exist."},
+    "field.name": {"fr": "Nom et prénom", "en": "Full name"},
+    "field.number": {"fr": "Numéro d'adhérent", "en": "Member number"},
+    "field.number_help": {
+        "fr": "Laissez vide pour un numéro automatique.",
+        "en": "Leave empty for an automatic number.",
+    },
+    "field.email": {"fr": "E-mail", "en": "E-mail"},
+    "field.phone": {"fr": "Téléphone", "en": "Phone"},
+    "field.role": {"fr": "Type d'accès", "en": "Access type"},
+    "field.role.member": {"fr": "Membre (selon son forfait)", "en": "Member (per their plan)"},
+    "field.role.admin": {
+        "fr": "Responsable (entre à toute heure, même les jours de fermeture)",
+        "en": "Manager (gets in at any time, even on closure days)",
+    },
+    "field.plan": {"fr": "Forfait", "en": "Plan"},
+    "field.plan_none": {"fr": "Aucun forfait (porte refusée)", "en": "No plan (door denied)"},
+    "field.valid_from": {"fr": "Valide à partir du", "en": "Valid from"},
+    "field.valid_until": {"fr": "Valide jusqu'au (inclus)", "en": "Valid until (inclusive)"},
+    "field.validity_help": {
+        "fr": "Laissez vide pour une validité sans limite.",
+        "en": "Leave empty for no limit.",
+    },
+    "field.notes": {"fr": "Notes", "en": "Notes"},
+    "field.reason": {"fr": "Motif", "en": "Reason"},
+    "members.suspend_title": {"fr": "Suspendre l'accès", "en": "Suspend access"},
+    "members.suspend_help": {
+        "fr": "Le membre ne pourra plus ouvrir la porte jusqu'à sa réactivation.",
+        "en": "The member will not be able to open the door until reactivated.",
+    },
+    "members.suspend": {"fr": "Suspendre", "en": "Suspend"},
+    "members.suspended_because": {
+        "fr": "Accès suspendu. Motif : {reason}",
+        "en": "Access suspended. Reason: {reason}",
+    },
+    "members.suspended_no_reason": {"fr": "Accès suspendu.", "en": "Access suspended."},
+    "members.reactivate": {"fr": "Réactiver l'accès", "en": "Reactivate access"},
+    "members.suspended_done": {"fr": "Accès suspendu.", "en": "Access suspended."},
+    "members.reactivated_done": {"fr": "Accès réactivé.", "en": "Access reactivated."},
+    "members.reason_too_long": {
+        "fr": "Motif trop long (200 caractères au plus).",
+        "en": "Reason too long (200 characters at most).",
+    },
+    "members.archive_title": {"fr": "Archiver", "en": "Archive"},
+    "members.archive_help": {
+        "fr": "Pour un membre qui est parti : il disparaît de la liste et ses badges "
+        "n'ouvrent plus. Son historique reste dans le journal.",
+        "en": "For a member who has left: they disappear from the list and their badges no "
+        "longer open. Their history stays in the log.",
+    },
+    "members.archive": {"fr": "Archiver ce membre", "en": "Archive this member"},
+    "members.archive_confirm": {
+        "fr": "Je confirme l'archivage",
+        "en": "I confirm archiving",
+    },
+    "members.archive_need_confirm": {
+        "fr": "Cochez la case de confirmation pour archiver.",
+        "en": "Tick the confirmation box to archive.",
+    },
+    "members.archived_done": {"fr": "Membre archivé.", "en": "Member archived."},
+    "members.restore": {"fr": "Restaurer ce membre", "en": "Restore this member"},
+    "members.restored_done": {"fr": "Membre restauré.", "en": "Member restored."},
+    "members.archived_notice": {
+        "fr": "Ce membre est archivé : ses badges n'ouvrent pas la porte.",
+        "en": "This member is archived: their badges do not open the door.",
+    },
+    "badges.title": {"fr": "Badges", "en": "Badges"},
+    "badges.none": {"fr": "Aucun badge.", "en": "No badge."},
+    "badges.ref": {"fr": "Badge", "en": "Badge"},
+    "badges.enrolled": {"fr": "Enregistré le", "en": "Enrolled on"},
+    "badges.by": {"fr": "par {name}", "en": "by {name}"},
+    "badges.state": {"fr": "État", "en": "State"},
+    "badges.live": {"fr": "Actif", "en": "Active"},
+    "badges.revoked": {"fr": "Désactivé le {date}", "en": "Deactivated on {date}"},
+    "badges.revoke": {"fr": "Désactiver", "en": "Deactivate"},
+    "badges.revoke_help": {
+        "fr": "Badge perdu ou rendu ? Désactivez-le : il n'ouvrira plus la porte.",
+        "en": "Badge lost or returned? Deactivate it: it will no longer open the door.",
+    },
+    "badges.revoked_done": {"fr": "Badge {ref} désactivé.", "en": "Badge {ref} deactivated."},
+    "badges.enroll": {"fr": "Enrôler un badge", "en": "Enroll a badge"},
+    "badges.enroll_help": {
+        "fr": "Cliquez, puis présentez le badge sur le lecteur de la porte dans la minute.",
+        "en": "Click, then present the badge on the door reader within a minute.",
+    },
+    "badges.enroll_waiting": {
+        "fr": "Présentez le badge sur le lecteur…",
+        "en": "Present the badge on the reader…",
+    },
+    "badges.enroll_cancel": {"fr": "Annuler l'enrôlement", "en": "Cancel enrollment"},
+    "badges.enroll_cancelled": {"fr": "Enrôlement annulé.", "en": "Enrollment cancelled."},
+    "badges.enroll_expired": {
+        "fr": "Temps écoulé sans badge : cliquez à nouveau sur « Enrôler un badge ».",
+        "en": "Time ran out with no badge: click \"Enroll a badge\" again.",
+    },
+    "badges.enroll_other": {
+        "fr": "Un enrôlement est déjà en cours pour {name}. Attendez qu'il se termine.",
+        "en": "An enrollment is already running for {name}. Wait for it to finish.",
+    },
+    "badges.enrolled_done": {
+        "fr": "Badge {ref} enregistré pour ce membre. Il ouvre la porte dès maintenant.",
+        "en": "Badge {ref} registered to this member. It opens the door from now on.",
+    },
+    "badges.archived_no_enroll": {
+        "fr": "Restaurez le membre avant d'enrôler un badge.",
+        "en": "Restore the member before enrolling a badge.",
+    },
+    # --- plans ----------------------------------------------------------------------------
+    "plans.title": {"fr": "Forfaits et horaires", "en": "Plans and hours"},
+    "plans.config_note": {
+        "fr": "Les forfaits, horaires et jours de fermeture se modifient dans le fichier de "
+        "configuration du site ({path}), puis en redémarrant le boîtier. Cette page les "
+        "affiche seulement.",
+        "en": "Plans, hours and closure days are set in the site configuration file "
+        "({path}), then take effect after restarting the box. This page only shows them.",
+    },
+    "plans.config_default": {
+        "fr": "fichier de configuration",
+        "en": "configuration file",
+    },
+    "plans.none": {"fr": "Aucun forfait n'est défini.", "en": "No plan is defined."},
+    "plans.code": {"fr": "Code : {name}", "en": "Code: {name}"},
+    "plans.always": {"fr": "Accès à toute heure, tous les jours", "en": "Access at any time"},
+    "plans.no_window": {"fr": "Aucun horaire : porte refusée", "en": "No hours: door denied"},
+    "plans.members": {"fr": "{n} membre(s) sur ce forfait", "en": "{n} member(s) on this plan"},
+    "plans.window": {"fr": "{days} : {start} – {end}", "en": "{days}: {start} – {end}"},
+    "plans.next_day": {"fr": " (le lendemain)", "en": " (next day)"},
+    "plans.closures": {"fr": "Jours de fermeture", "en": "Closure days"},
+    "plans.closures_help": {
+        "fr": "Ces jours-là, seuls les responsables peuvent entrer.",
+        "en": "On these days only managers can get in.",
+    },
+    "plans.no_closures": {"fr": "Aucune fermeture prévue.", "en": "No closure planned."},
+    "plans.closure_range": {"fr": "du {start} au {end}", "en": "from {start} to {end}"},
+    "plans.every_day": {"fr": "Tous les jours", "en": "Every day"},
+    "plans.day_range": {"fr": "Du {first} au {last}", "en": "{first} to {last}"},
+    "day.0": {"fr": "lundi", "en": "Monday"},
+    "day.1": {"fr": "mardi", "en": "Tuesday"},
+    "day.2": {"fr": "mercredi", "en": "Wednesday"},
+    "day.3": {"fr": "jeudi", "en": "Thursday"},
+    "day.4": {"fr": "vendredi", "en": "Friday"},
+    "day.5": {"fr": "samedi", "en": "Saturday"},
+    "day.6": {"fr": "dimanche", "en": "Sunday"},
+    # --- door page ------------------------------------------------------------------------
+    "doorpage.title": {"fr": "Porte", "en": "Door"},
+    "doorpage.unlock": {"fr": "Ouvrir la porte à distance", "en": "Unlock the door remotely"},
+    "doorpage.unlock_help": {
+        "fr": "La porte se déverrouille quelques secondes, comme avec un badge. L'ouverture "
+        "est inscrite au journal à votre nom.",
+        "en": "The door unlocks for a few seconds, as with a badge. The unlock is logged "
+        "under your name.",
+    },
+    "doorpage.confirm_title": {"fr": "Ouvrir la porte maintenant ?", "en": "Unlock the door now?"},
+    "doorpage.confirm_text": {
+        "fr": "N'importe qui devant la porte pourra entrer pendant quelques secondes.",
+        "en": "Anyone at the door will be able to get in for a few seconds.",
+    },
+    "doorpage.confirm_yes": {"fr": "Oui, ouvrir la porte", "en": "Yes, unlock the door"},
+    "doorpage.unlocked": {
+        "fr": "Porte déverrouillée pour quelques secondes.",
+        "en": "Door unlocked for a few seconds.",
+    },
+    "doorpage.staff": {
+        "fr": "Seul un administrateur peut ouvrir la porte à distance.",
+        "en": "Only an administrator can unlock the door remotely.",
+    },
+}

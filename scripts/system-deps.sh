@@ -1,0 +1,40 @@
+#!/bin/sh
+# Installs the Debian packages the appliance needs: `base` for the venv and the
+# demo, `test` for the whole test suite. As root it installs what is missing;
+# otherwise it says what to install. Under CI=true a missing tool fails the run.
+set -eu
+want="${1:-base}"
+
+base_pkgs="python3 python3-venv python3-pip"
+# chromium: the panel's browser tests; prometheus: promtool checks the metrics;
+# sqlite3: inspecting the state database in tests and by hand.
+test_pkgs="chromium prometheus sqlite3 procps"
+
+missing=""
+need() { # package, command-or-path that proves it is there
+  if ! command -v "$2" >/dev/null 2>&1 && [ ! -e "$2" ]; then missing="$missing $1"; fi
+}
+
+need python3 python3
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$missing python3-venv"; fi
+if [ "$want" = test ]; then
+  need chromium /usr/bin/chromium
+  need prometheus promtool
+  need sqlite3 sqlite3
+  need procps pgrep
+fi
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  exit 0
+fi
+echo "Missing Debian packages:$missing"
+echo "Install them with: sudo apt-get install$missing"
+if [ "${CI:-}" = true ]; then exit 1; fi
+if [ "$want" = base ]; then exit 1; fi
+echo "(tests that need them will be skipped)"
