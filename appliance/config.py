@@ -296,13 +296,13 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
 
     web = root.table("web")
     web_listen = web.string("listen", "0.0.0.0")
-    web_port = web.integer("port", 8080, 1, 65535)
+    web_port = web.integer("port", 8080, 0, 65535)
     web.check_unknown()
 
     met = root.table("metrics")
     metrics_listen = met.string("listen", "127.0.0.1")
-    door_metrics_port = met.integer("door_port", 9101, 1, 65535)
-    web_metrics_port = met.integer("web_port", 9102, 1, 65535)
+    door_metrics_port = met.integer("door_port", 9101, 0, 65535)
+    web_metrics_port = met.integer("web_port", 9102, 0, 65535)
     met.check_unknown()
     root.check_unknown()
 

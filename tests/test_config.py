@@ -47,7 +47,7 @@ def test_empty_file_gives_defaults(tmp_path):
         ("[site]\ntimezone = \"Europe/Pariss\"", "site.timezone", "IANA time zone"),
         ("[site]\nlanguage = \"de\"", "site.language", '"fr", "en"'),
         ("[door]\nunlock_second = 5", "door.unlock_second", "a typo?"),
-        ("[web]\nport = 70000", "web.port", "from 1 to 65535"),
+        ("[web]\nport = 70000", "web.port", "from 0 to 65535"),
         ("[plans.x]\nwindows = [\"mon-fri 8h-20h\"]", "plans.x.windows[0]", "'mon-fri 8h-20h'"),
         ("[plans.x]\nlabel = \"X\"", "plans.x.windows", "at least one window"),
         ("[[closures]]\nstart = \"2026-12-25\"", "closures[0].start", "a date written"),

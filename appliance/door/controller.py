@@ -188,7 +188,7 @@ class Door:
                 if Alarm.HELD_OPEN in self._alarms:
                     return DoorState.HELD_OPEN
                 return DoorState.OPEN
-            return DoorState.LOCKED if self.lock.is_locked else DoorState.UNLOCKED
+            return DoorState.LOCKED if self._unlock_until is None else DoorState.UNLOCKED
 
     @property
     def alarms(self) -> frozenset[Alarm]:
@@ -202,8 +202,10 @@ class Door:
 
     @property
     def is_locked(self) -> bool:
+        """False only while a pulse runs (the lock device follows; it stays locked once the
+        door is closed)."""
         with self._mutex:
-            return self.lock.is_locked
+            return self._unlock_until is None
 
     @property
     def closed(self) -> bool:

@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable, Iterable
 
 STOP = b"s"
+_IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Guardian:
@@ -72,7 +73,8 @@ class Guardian:
 
 
 def start_guardian(relock: Callable[[], None], *, keep_fds: Iterable[int] = ()) -> Guardian:
-    """Fork the guardian and return its handle. Call before starting any thread.
+    """Fork the guardian and return its handle, once the guardian is watching. Call before
+    starting any thread.
 
     `relock` runs in the child, once, only if this process dies without calling
     `Guardian.stop()`. The child closes every inherited file descriptor except 0, 1, 2 and
@@ -80,23 +82,45 @@ def start_guardian(relock: Callable[[], None], *, keep_fds: Iterable[int] = ()) 
     opens what it needs itself.
     """
     read_fd, write_fd = os.pipe()
+    ready_read, ready_write = os.pipe()
     # Buffered output would otherwise be written twice, once by each process.
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    # Blocked across the fork, so that a Ctrl-C or SIGTERM cannot kill the guardian before it
+    # has set them to be ignored.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        raise
     if pid == 0:  # the guardian
         status = 1
         try:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in _IGNORED:
                 signal.signal(signum, signal.SIG_IGN)
-            _close_fds(keep={0, 1, 2, read_fd, *keep_fds})
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            _close_fds(keep={0, 1, 2, read_fd, ready_write, *keep_fds})
+            os.write(ready_write, b"r")
+            os.close(ready_write)
             status = _watch(read_fd, relock)
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(status)  # never return into the parent's code, nor run its atexit hooks
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     os.close(read_fd)
-    return Guardian(pid, write_fd)
+    os.close(ready_write)
+    try:
+        # Return only once the guardian is watching.
+        ready = os.read(ready_read, 1)
+    finally:
+        os.close(ready_read)
+    guardian = Guardian(pid, write_fd)
+    if ready != b"r":
+        guardian.stop()
+        raise RuntimeError("the relock guardian failed to start")
+    return guardian
 
 
 def _watch(read_fd: int, relock: Callable[[], None]) -> int:

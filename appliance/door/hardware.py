@@ -82,28 +82,13 @@ def pin_labels(config: Config) -> dict[int, str]:
 def build_hardware(config: Config, *, publish: bool = True) -> DoorHardware:
     """Open every device; the lock is opened first, at its locked level."""
     p = config.pins
-    if config.backend == "emulated":
-        from appliance.hardware.mfrc522_emulator import EmulatedMFRC522, EmulatedSpiDev
-
+    emulated = config.backend == "emulated"
+    if emulated:
         board = EmulatedBoard(config.board_path if publish else None, labels=pin_labels(config))
         factory = board
-        chip = EmulatedMFRC522()
-        spi = EmulatedSpiDev(chip)
-        spi.open(config.reader.spi_bus, config.reader.spi_device)
     else:
         board = None
-        chip = None
         factory = make_pin_factory("lgpio")
-        try:
-            import spidev
-        except ImportError as exc:
-            raise RuntimeError(
-                "spidev is not installed: install the appliance with its `pi` extra "
-                "(pip install 'telecentre-appliance[pi]')"
-            ) from exc
-        spi = spidev.SpiDev()
-        spi.open(config.reader.spi_bus, config.reader.spi_device)
-        spi.max_speed_hz = 1_000_000
 
     lock = Lock(
         p.lock,
@@ -115,18 +100,40 @@ def build_hardware(config: Config, *, publish: bool = True) -> DoorHardware:
         board.publish()
     contact = DoorContact(p.door_contact, pin_factory=factory)
     exit_button = ExitButton(p.exit_button, pin_factory=factory)
+    if emulated:
+        # An emulated door starts closed: the reed contact pulls its pin low (the
+        # pull-up set by DoorContact would otherwise read as open). The Door
+        # controller is built after this, so it sees no edge.
+        factory.pin(p.door_contact).drive_low()
     leds = StatusLeds(p.led_green, p.led_red, pin_factory=factory)
     buzzer = Buzzer(p.buzzer, pin_factory=factory)
     reset = DigitalOutputDevice(p.reader_reset, initial_value=True, pin_factory=factory)
     irq = None
-    if p.reader_irq is not None and chip is None:
+    if p.reader_irq is not None:
         # The MFRC522 pulls IRQ low (IRqInv) when a command ends.
         irq = DigitalInputDevice(p.reader_irq, pull_up=True, pin_factory=factory)
+
+    chip = None
+    if emulated:
+        from appliance.hardware.mfrc522_emulator import EmulatedMFRC522, EmulatedSpiDev
+
+        chip = EmulatedMFRC522(
+            irq=factory.pin(p.reader_irq) if irq is not None else None,
+            reset_pin=factory.pin(p.reader_reset),
+        )
+        spi = EmulatedSpiDev(chip)
+    else:
+        try:
+            import spidev
+        except ImportError as exc:
+            raise RuntimeError(
+                "spidev is not installed: install the appliance with its `pi` extra "
+                "(pip install 'telecentre-appliance[pi]')"
+            ) from exc
+        spi = spidev.SpiDev()
+    spi.open(config.reader.spi_bus, config.reader.spi_device)
+    spi.max_speed_hz = 1_000_000
     reader = BadgeReader(spi, reset=reset, irq=irq)
-    if chip is not None:
-        # An emulated door starts closed: the reed contact pulls its pin low.
-        factory.pin(p.door_contact).drive_low()
-        factory.pin(p.exit_button).drive_high()
     return DoorHardware(
         lock=lock,
         contact=contact,

@@ -554,8 +554,7 @@ class DoorService:
 
     def _remove_card(self, card: Any) -> None:
         with self.hw._field_lock:
-            if getattr(self.hw.chip, "card", None) is card:
-                self.hw.chip.remove()
+            self.hw.chip.remove(card)
 
 
 def _text(value: Any, name: str) -> str:

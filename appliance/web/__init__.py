@@ -128,6 +128,7 @@ def create_app(config: Config, *, secret_key: bytes | None = None) -> Flask:
         can_write=auth.can_write,
         site_name=config.site_name,
         uid_only=config.door.card_mode == "uid-only",
+        fmt_date=accesslog.format_time,
     )
 
     @app.after_request

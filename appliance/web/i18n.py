@@ -90,7 +90,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "common.yes": {"fr": "Oui", "en": "Yes"},
     "common.no": {"fr": "Non", "en": "No"},
     "common.back": {"fr": "Retour", "en": "Back"},
-    "common.seconds": {"fr": "{n} s", "en": "{n} s"},
+    "common.seconds_unit": {"fr": "s", "en": "s"},
     "common.form_errors": {
         "fr": "Certains champs sont à corriger (voir en rouge ci-dessous). Rien n'a été perdu.",
         "en": "Some fields need fixing (see in red below). Nothing was lost.",
@@ -402,7 +402,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "plans.no_closures": {"fr": "Aucune fermeture prévue.", "en": "No closure planned."},
     "plans.closure_range": {"fr": "du {start} au {end}", "en": "from {start} to {end}"},
     "plans.every_day": {"fr": "Tous les jours", "en": "Every day"},
-    "plans.day_range": {"fr": "Du {first} au {last}", "en": "{first} to {last}"},
+    "plans.day_range": {"fr": "du {first} au {last}", "en": "{first} to {last}"},
     "day.0": {"fr": "lundi", "en": "Monday"},
     "day.1": {"fr": "mardi", "en": "Tuesday"},
     "day.2": {"fr": "mercredi", "en": "Wednesday"},

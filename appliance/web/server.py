@@ -1,0 +1,83 @@
+"""Serving the panel with waitress: pure Python, threaded, light enough for a Pi.
+
+`make_server` returns the server object (run it in a thread, close it) for the demo
+and the tests; `serve` is what the systemd unit runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import waitress
+from flask import Flask
+from prometheus_client import CollectorRegistry, start_http_server
+
+from appliance.config import Config
+from appliance.web import create_app
+
+log = logging.getLogger(__name__)
+
+THREADS = 8
+
+
+def make_server(config: Config, host: str, port: int, *, app: Flask | None = None) -> Any:
+    """A bound, not yet running, waitress server; port 0 picks a free port.
+
+    The bound port is `server.bound_port` (an int; waitress's own `effective_port` is a
+    string). `server.url` is the panel's address. Call `.run()` (blocks) and `.close()`.
+    """
+    app = app if app is not None else create_app(config)
+    server = waitress.create_server(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        ident="telecentre",
+        # Bounds on what one client can make the panel hold in memory.
+        max_request_body_size=1024 * 1024,
+        max_request_header_size=64 * 1024,
+        channel_timeout=60,
+    )
+    server.flask_app = app  # so callers reach the app (metrics registry) from the server
+    server.bound_port = int(server.socket.getsockname()[1])
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in url_host:
+        url_host = f"[{url_host}]"
+    server.url = f"http://{url_host}:{server.bound_port}/"
+    return server
+
+
+def make_metrics_server(config: Config, source: Any) -> Any:
+    """Serve the panel's metrics on config.metrics_listen:config.web_metrics_port (loopback).
+
+    `source` is what make_server returned, a Flask app from create_app, or a registry.
+    Returns the HTTP server (running in a daemon thread): `.server_port` is the bound
+    port (0 in the config picks a free one) and `.shutdown()` stops it.
+    """
+    if isinstance(source, CollectorRegistry):
+        registry = source
+    else:
+        app = getattr(source, "flask_app", source)
+        registry = app.extensions["metrics_registry"]
+    server, _thread = start_http_server(
+        config.web_metrics_port, addr=config.metrics_listen, registry=registry
+    )
+    return server
+
+
+def serve(config: Config) -> None:
+    """Run the panel until interrupted, with its metrics on the loopback port."""
+    app = create_app(config)
+    make_metrics_server(config, app)
+    server = make_server(config, config.web_listen, config.web_port, app=app)
+    log.info(
+        "panel listening on %s:%d, metrics on %s:%d",
+        config.web_listen, server.bound_port, config.metrics_listen, config.web_metrics_port,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
