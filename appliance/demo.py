@@ -110,7 +110,7 @@ class Demo:
     @property
     def url(self) -> str:
         host = self.web_host if self.web_host not in ("0.0.0.0", "::") else "127.0.0.1"
-        return f"http://{host}:{self._web.effective_port}/"
+        return f"http://{host}:{self._web.bound_port}/"
 
     @property
     def door_metrics_url(self) -> str:

@@ -180,6 +180,7 @@ class DoorService:
         self._thread: threading.Thread | None = None
         self.server: CommandServer | None = None
         self.last_loop = clock()
+        self.loops = 0
         self._last_purge = 0.0
         self._pending_exit = False
         self._update_gauges()
@@ -214,6 +215,7 @@ class DoorService:
             except Exception:  # the loop must outlive any single bad read
                 log.exception("door loop step failed")
             self.last_loop = self.clock()
+            self.loops += 1
             self._stop.wait(max(0.0, interval - (self.last_loop - started)))
 
     def healthy(self) -> bool:

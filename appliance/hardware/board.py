@@ -21,11 +21,15 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 
 class PublishingPin(MockPin):
-    """A MockPin that tells its factory when its level changes."""
+    """A MockPin that tells its factory when it drives a new level.
+
+    Only outputs publish: inputs (the reader's IRQ line toggles twice per poll) would
+    otherwise write the file 40 times a second for nothing.
+    """
 
     def _change_state(self, value: bool) -> bool:
         changed = super()._change_state(value)
-        if changed:
+        if changed and self._function == "output":
             factory = self.factory
             if isinstance(factory, EmulatedBoard):
                 factory.publish()

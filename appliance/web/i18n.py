@@ -208,7 +208,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "fr": "Connexion au panneau perdue : nouvel essai…",
         "en": "Lost contact with the panel: retrying…",
     },
-    "dashboard.members": {"fr": "{n} membres actifs", "en": "{n} active members"},
+    "dashboard.members": {"fr": "Membres actifs : {n}.", "en": "Active members: {n}."},
     "dashboard.open_door": {"fr": "Ouvrir la porte…", "en": "Unlock the door…"},
     "dashboard.full_log": {"fr": "Tout le journal", "en": "Full log"},
     # --- events / log ---------------------------------------------------------------------
@@ -224,10 +224,35 @@ CATALOG: dict[str, dict[str, str]] = {
     "result.alarm": {"fr": "Alarme", "en": "Alarm"},
     "result.all": {"fr": "Tous", "en": "All"},
     "reason.all": {"fr": "Tous les motifs", "en": "All reasons"},
-    "reason.held_open": {"fr": "Porte restée ouverte", "en": "Door held open"},
-    "reason.forced_open": {"fr": "Porte forcée", "en": "Door forced open"},
-    "reason.door_opened": {"fr": "Porte ouverte", "en": "Door opened"},
-    "reason.door_closed": {"fr": "Porte fermée", "en": "Door closed"},
+    # Reasons the door logs besides badge decisions (appliance.door.service).
+    "reason.alarm_held_open": {
+        "fr": "Alarme : porte restée ouverte trop longtemps",
+        "en": "Alarm: door held open too long",
+    },
+    "reason.alarm_forced_open": {
+        "fr": "Alarme : porte ouverte sans autorisation",
+        "en": "Alarm: door opened without authorization",
+    },
+    "reason.alarm_cleared_held_open": {
+        "fr": "Fin d'alarme : porte refermée",
+        "en": "Alarm over: door closed again",
+    },
+    "reason.alarm_cleared_forced_open": {
+        "fr": "Fin d'alarme (porte forcée) : porte refermée",
+        "en": "Alarm over (forced door): door closed again",
+    },
+    "reason.enrollment_started": {
+        "fr": "Enrôlement d'un badge lancé",
+        "en": "Badge enrollment started",
+    },
+    "reason.enrollment_expired": {
+        "fr": "Enrôlement terminé sans badge (temps écoulé)",
+        "en": "Enrollment ended with no badge (time ran out)",
+    },
+    "reason.enrollment_write_failed": {
+        "fr": "Enrôlement échoué : badge retiré trop tôt ou illisible, recommencez",
+        "en": "Enrollment failed: badge removed too soon or unreadable, try again",
+    },
     "log.title": {"fr": "Journal des accès", "en": "Access log"},
     "log.from": {"fr": "Du", "en": "From"},
     "log.to": {"fr": "Au", "en": "To"},

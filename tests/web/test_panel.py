@@ -652,3 +652,16 @@ def test_metrics_server_serves_the_panel_registry(config: Config, conn) -> None:
     finally:
         metrics.shutdown()
         server.close()
+
+
+def test_members_paging_and_odd_parameters(admin_client: FlaskClient, conn) -> None:
+    for i in range(30):
+        add_member(conn, f"Membre {i:02d}")
+    first = text(admin_client.get("/members"))
+    assert first.count("/members/") - first.count('href="/members/new"') >= 25
+    assert "Membre 24" in first and "Membre 25" not in first
+    second = text(admin_client.get("/members?page=2"))
+    assert "Membre 25" in second and "Membre 29" in second and "Membre 00" not in second
+    for odd in ("/members?page=abc", "/members?page=-4", "/log?before=abc",
+                "/api/events?after=zz", "/log?from=2026-02-30", "/members/new?x=%00"):
+        assert admin_client.get(odd).status_code == 200, odd

@@ -1,0 +1,150 @@
+"""The door service as a separate process, driven by the CLI the way an admin would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance import config as config_mod
+from appliance.hardware import board
+from tests.conftest import write_site_config
+
+
+def cli(cfg_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", str(cfg_path), *args],
+        input=stdin, capture_output=True, text=True, timeout=60,
+    )
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def lock_level(cfg) -> bool | None:
+    try:
+        return board.read_state(cfg.board_path)["pins"]["lock"]["level"]
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+@pytest.fixture
+def door_process(tmp_path):
+    """`telecentre init` then `telecentre door` in its own session; killed by PID after."""
+    cfg_path = write_site_config(tmp_path)
+    result = cli(cfg_path, "init", "--generate-password")
+    assert result.returncode == 0, result.stderr
+    cfg = config_mod.load(cfg_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--config", str(cfg_path), "door"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: cfg.door_socket.exists() or proc.poll() is not None, what="socket")
+        assert proc.poll() is None, proc.stdout.read()
+        yield cfg_path, cfg, proc
+    finally:
+        for sig in (signal.SIGKILL,):
+            try:
+                os.killpg(proc.pid, sig)  # the service and its guardian
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
+
+
+def test_init_writes_config_state_and_a_one_time_password(tmp_path):
+    cfg_path = tmp_path / "etc" / "telecentre.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", str(cfg_path), "init",
+         "--state-dir", str(tmp_path / "state"), "--runtime-dir", str(tmp_path / "run"),
+         "--emulated", "--generate-password"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shown once" in result.stdout
+    password = result.stdout.split("shown once:")[1].split()[0]
+    cfg = config_mod.load(cfg_path)
+    assert cfg.backend == "emulated" and cfg.state_dir == tmp_path / "state"
+    assert cfg.db_path.exists()
+    assert oct(cfg.secret_path.stat().st_mode & 0o777) == "0o600"
+    from appliance import admins, db
+    conn = db.open_db(cfg.db_path)
+    assert admins.authenticate(conn, "admin", password) is not None
+    # Running it again keeps everything and prints no password.
+    again = cli(cfg_path, "init")
+    assert again.returncode == 0 and "exists, kept" in again.stdout
+    assert "shown once" not in again.stdout
+    assert "--generate-password" not in again.stdout
+
+
+def test_config_typo_gives_a_clear_error(tmp_path):
+    cfg_path = write_site_config(tmp_path)
+    cfg_path.write_text(cfg_path.read_text().replace("unlock_seconds = 5", "unlock_seconds = 5s"))
+    result = cli(cfg_path, "check-config")
+    assert result.returncode == 2
+    assert str(cfg_path) in result.stderr and "not valid TOML" in result.stderr
+    cfg_path.write_text(cfg_path.read_text().replace("unlock_seconds = 5s", "unlock_seconds = -5"))
+    result = cli(cfg_path, "door")
+    assert result.returncode == 2
+    assert "'door.unlock_seconds'" in result.stderr and "-5" in result.stderr
+
+
+def test_members_cli_and_emulated_taps(door_process):
+    cfg_path, cfg, _proc = door_process
+    result = cli(cfg_path, "members", "add", "Jeanne Dupont", "--plan", "resident",
+                 "--email", "jeanne@example.org")
+    assert result.returncode == 0, result.stderr
+    bad = cli(cfg_path, "members", "add", "X", "--plan", "gold")
+    assert bad.returncode == 2 and "plan: Unknown plan" in bad.stderr
+    listing = cli(cfg_path, "members", "list").stdout
+    assert "Jeanne Dupont" in listing and "resident" in listing
+    from appliance import db, ipc
+    ipc.call(cfg.door_socket, "enroll", member_id=1, actor="cli-test")
+    assert cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6").returncode == 0
+    wait_for(lambda: ipc.call(cfg.door_socket, "status")["last_enrolled"], what="enrollment")
+    time.sleep(0.8)  # the card leaves the field
+    assert cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6").returncode == 0
+    wait_for(lambda: lock_level(cfg) is True, what="relay energized")
+    conn = db.connect(cfg.db_path, readonly=True)
+    reasons = [r[0] for r in conn.execute("SELECT reason FROM access_events ORDER BY id")]
+    assert reasons[-1] == "granted_always"
+    bad_uid = cli(cfg_path, "emulate", "tap", "04A1B2;rm -rf /")
+    assert bad_uid.returncode == 1 and "not hexadecimal" in bad_uid.stderr
+    status = cli(cfg_path, "emulate", "status").stdout
+    assert "lock" in status and "GPIO17" in status
+    log = cli(cfg_path, "log").stdout
+    assert "granted_always" in log and "Jeanne Dupont" in log
+
+
+def test_killing_the_door_service_while_unlocked_leaves_the_lock_locked(door_process):
+    cfg_path, cfg, proc = door_process
+    locked = False  # fail-secure, relay active-high: locked = relay off = pin low
+    assert lock_level(cfg) is locked
+    assert cli(cfg_path, "unlock", "--actor", "test").returncode == 0
+    assert lock_level(cfg) is (not locked)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_for(lambda: lock_level(cfg) is locked, timeout=3, what="the guardian to relock")
+    assert board.read_state(cfg.board_path).get("by") == "guardian"
+
+
+def test_stopping_the_door_service_while_unlocked_relocks(door_process):
+    cfg_path, cfg, proc = door_process
+    assert cli(cfg_path, "unlock", "--actor", "test").returncode == 0
+    assert lock_level(cfg) is True
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert lock_level(cfg) is False
+    assert board.read_state(cfg.board_path).get("by") != "guardian"
