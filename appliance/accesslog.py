@@ -122,10 +122,13 @@ def query(
 
 
 def export_csv(conn: sqlite3.Connection, flt: Filter, tz: ZoneInfo) -> Iterator[str]:
-    """CSV of the filtered log, oldest first, local time, streamed in chunks."""
+    """CSV of the filtered log, oldest first, local time, streamed in chunks.
+
+    Semicolon-separated: what a spreadsheet set to French expects.
+    """
     where, args = flt.where()
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csv.writer(buf, delimiter=";")
     writer.writerow(
         ["date", "heure", "type", "résultat", "motif", "badge", "adhérent", "par", "détail"]
     )

@@ -27,6 +27,10 @@ class IpcError(RuntimeError):
     """The service could not be reached or refused the command."""
 
 
+class IpcUnavailable(IpcError):
+    """The service is not running or did not answer."""
+
+
 class _RequestHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server: CommandServer = self.server  # type: ignore[assignment]
@@ -108,13 +112,13 @@ def call(path: Path | str, cmd: str, timeout: float = 5.0, **args: Any) -> dict[
                     break
                 buf += chunk
     except (FileNotFoundError, ConnectionRefusedError):
-        raise IpcError(f"the service is not running (no socket at {path})") from None
+        raise IpcUnavailable(f"the service is not running (no socket at {path})") from None
     except OSError as exc:
-        raise IpcError(f"cannot talk to the service at {path}: {exc}") from None
+        raise IpcUnavailable(f"cannot talk to the service at {path}: {exc}") from None
     try:
         reply = json.loads(buf)
     except ValueError:
-        raise IpcError("the service closed the connection without answering") from None
+        raise IpcUnavailable("the service closed the connection without answering") from None
     if not reply.get("ok"):
         raise IpcError(reply.get("error", "refused"))
     return reply

@@ -207,6 +207,27 @@ def set_suspended(
     )
 
 
+def set_active(conn: sqlite3.Connection, member_id: int, active: bool) -> None:
+    """Archive (False) or restore (True) a member; archiving revokes their live badges."""
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "UPDATE members SET active = ?, updated_at = ? WHERE id = ?",
+            (int(active), now, member_id),
+        )
+        if not active:
+            conn.execute(
+                "UPDATE badges SET revoked_at = ?, revoked_by = 'archivage'"
+                " WHERE member_id = ? AND revoked_at IS NULL",
+                (now, member_id),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def get_member(conn: sqlite3.Connection, member_id: int) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM members WHERE id = ?", (member_id,)).fetchone()
 
@@ -235,8 +256,13 @@ def list_members(
     ).fetchall()
 
 
-def count_members(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM members WHERE active = 1").fetchone()[0]
+def count_members(conn: sqlite3.Connection, search: str = "") -> int:
+    like = f"%{search.strip()}%"
+    return conn.execute(
+        "SELECT COUNT(*) FROM members m WHERE m.active = 1 AND"
+        " (? = '%%' OR m.name LIKE ? OR m.number LIKE ? OR m.email LIKE ?)",
+        (like, like, like, like),
+    ).fetchone()[0]
 
 
 def member_badges(conn: sqlite3.Connection, member_id: int) -> list[sqlite3.Row]:

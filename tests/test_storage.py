@@ -93,7 +93,7 @@ def test_access_log_filter_csv_and_purge(conn):
     from zoneinfo import ZoneInfo
     text = "".join(accesslog.export_csv(conn, accesslog.Filter(since=now - 10),
                                         ZoneInfo("Europe/Paris")))
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert rows[0][0] == "date" and len(rows) == 3
     assert rows[2][6].startswith("'=")  # formula neutralised
     assert accesslog.purge(conn, 90, now=now) == 1

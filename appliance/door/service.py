@@ -181,6 +181,7 @@ class DoorService:
         self.server: CommandServer | None = None
         self.last_loop = clock()
         self.loops = 0
+        self._last_watchdog = 0.0
         self._last_purge = 0.0
         self._pending_exit = False
         self._update_gauges()
@@ -254,7 +255,8 @@ class DoorService:
         if now - self._last_purge > 3600:
             self._last_purge = now
             self._purge(now)
-        if self.healthy():
+        if self.healthy() and self.clock() - self._last_watchdog >= 1.0:
+            self._last_watchdog = self.clock()
             notify("WATCHDOG=1")
 
     # --- cards ----------------------------------------------------------------------

@@ -48,21 +48,15 @@ class DoorUnavailable(Exception):
         self.unreachable = unreachable
 
 
-# ipc.IpcError does not say whether the service was down or refused the command; these
-# are the texts ipc.call uses for "could not talk to it at all".
-_UNREACHABLE_MARKERS = ("not running", "cannot talk", "without answering")
-
-
 def door_call(cmd: str, *, timeout: float = COMMAND_TIMEOUT, **args: Any) -> dict[str, Any]:
     """Send a command to the door service, turning IpcError into a message for the admin."""
     try:
         return ipc.call(site_config().door_socket, cmd, timeout=timeout, **args)
+    except ipc.IpcUnavailable:
+        raise DoorUnavailable(translate("door.unreachable"), unreachable=True) from None
     except ipc.IpcError as exc:
-        text = str(exc)
-        if any(marker in text for marker in _UNREACHABLE_MARKERS):
-            raise DoorUnavailable(translate("door.unreachable"), unreachable=True) from None
         raise DoorUnavailable(
-            translate("door.refused", detail=text[:200]), unreachable=False
+            translate("door.refused", detail=str(exc)[:200]), unreachable=False
         ) from None
 
 

@@ -78,14 +78,6 @@ def member_status(row: Mapping[str, Any], today: str) -> str:
     return "ok"
 
 
-def _set_active(conn: sqlite3.Connection, member_id: int, active: bool) -> None:
-    # appliance.members has no archive function yet; this is the one write it lacks.
-    conn.execute(
-        "UPDATE members SET active = ?, updated_at = ? WHERE id = ?",
-        (int(active), time.time(), member_id),
-    )
-
-
 def _plan_choices() -> list[tuple[str, str]]:
     return [(name, plan.label) for name, plan in site_config().plans.items()]
 
@@ -258,7 +250,7 @@ def archive(member_id: int) -> Any:
     if request.form.get("confirm") != "yes":
         flash(translate("members.archive_need_confirm"), "error")
         return redirect(url_for("members.edit", member_id=member_id) + "#archive")
-    _set_active(get_db(), member_id, False)
+    members.set_active(get_db(), member_id, False)
     _log_action("archive", member_id)
     flash(translate("members.archived_done"), "ok")
     return redirect(url_for("members.index"))
@@ -268,7 +260,7 @@ def archive(member_id: int) -> Any:
 @admin_required
 def restore(member_id: int) -> Any:
     _member_or_404(member_id)
-    _set_active(get_db(), member_id, True)
+    members.set_active(get_db(), member_id, True)
     _log_action("restore", member_id)
     flash(translate("members.restored_done"), "ok")
     return redirect(url_for("members.edit", member_id=member_id))

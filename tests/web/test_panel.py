@@ -457,7 +457,7 @@ def test_access_log_csv(admin_client: FlaskClient, events: list[int]) -> None:
     assert r.mimetype == "text/csv"
     assert re.fullmatch(r'attachment; filename="journal-acces-\d{8}-\d{4}\.csv"',
                         r.headers["Content-Disposition"])
-    rows = list(csv.reader(io.StringIO(r.get_data().decode("utf-8-sig"))))
+    rows = list(csv.reader(io.StringIO(r.get_data().decode("utf-8-sig")), delimiter=";"))
     assert rows[0][:5] == ["date", "heure", "type", "résultat", "motif"]
     assert len(rows) == 3
     assert {row[3] for row in rows[1:]} == {"denied"}
@@ -465,7 +465,7 @@ def test_access_log_csv(admin_client: FlaskClient, events: list[int]) -> None:
     # a name that a spreadsheet would run as a formula is neutralised
     assert rows[1][6] == "'=HYPERLINK(\"http://x\")"
     everything = admin_client.get("/log/export.csv").get_data().decode("utf-8-sig")
-    assert len(list(csv.reader(io.StringIO(everything)))) == 5
+    assert len(list(csv.reader(io.StringIO(everything), delimiter=";"))) == 5
     page = text(admin_client.get("/log?result=denied&q=x"))
     assert 'href="/log/export.csv?result=denied&amp;q=x"' in page
 
