@@ -79,6 +79,14 @@ MIGRATIONS: list[str] = [
         last_login_at REAL
     );
     """,
+    # 2: line monitor (the link service's tables)
+    """
+    SELECT 1;
+    """,
+    # 3: Wi-Fi gateway (the gateway service's tables)
+    """
+    SELECT 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
