@@ -182,7 +182,7 @@ def login() -> Any:
             if row is None:
                 limiter.failure(keys)
                 metrics.logins.labels(result="failure").inc()
-                log.warning("failed panel login from %s", request.remote_addr)
+                log.warning("failed panel login")  # no address: an IP is personal data
                 error = translate("login.bad_credentials")
                 status = 401
             else:
@@ -191,7 +191,7 @@ def login() -> Any:
                 session.clear()  # no session fixation: a fresh session for the account
                 session.permanent = True
                 session["admin_id"] = row["id"]
-                log.info("admin %s logged in", row["username"])
+                log.info("admin account #%d logged in", row["id"])
                 return redirect(_safe_next(request.args.get("next")))
     return (
         render_template("login.html", error=error, username=username),
@@ -202,7 +202,7 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     if g.get("admin") is not None:
-        log.info("admin %s logged out", g.admin["username"])
+        log.info("admin account #%d logged out", g.admin["id"])
     session.clear()
     return redirect(url_for("auth.login"))
 

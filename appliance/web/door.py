@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 
 from appliance.web.auth import actor_name, admin_required, login_required
 from appliance.web.common import STATUS_TIMEOUT, DoorUnavailable, door_call
@@ -106,6 +106,6 @@ def unlock() -> Any:
     except DoorUnavailable as exc:
         flash(exc.message, "error")
     else:
-        log.info("admin %s unlocked the door remotely", actor_name())
+        log.info("admin account #%d unlocked the door remotely", g.admin["id"])
         flash(translate("doorpage.unlocked"), "ok")
     return redirect(url_for("door.page"))

@@ -17,6 +17,7 @@ from flask import (
     Blueprint,
     abort,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -43,7 +44,7 @@ REASON_MAX = 200
 
 def _log_action(action: str, member_id: int) -> None:
     """Admin actions in the service log: who did what to which member id, never personal data."""
-    log.info("admin %s did %s to member #%d", actor_name(), action, member_id)
+    log.info("admin account #%d did %s to member #%d", g.admin["id"], action, member_id)
 
 
 def _form_values(source: Mapping[str, Any]) -> dict[str, str]:

@@ -204,7 +204,8 @@ def test_add_member_and_log_line(admin_client: FlaskClient, conn, caplog) -> Non
                                                               "2026-12-31")
     page = text(admin_client.get(r.headers["Location"]))
     assert "Membre enregistré" in page and "Élodie Durand" in page
-    assert f"admin alice did create to member #{member_id}" in caplog.text
+    assert f"admin account #1 did create to member #{member_id}" in caplog.text
+    assert "alice" not in caplog.text
     assert "Élodie" not in caplog.text and "elodie@example.fr" not in caplog.text
     listing = text(admin_client.get("/members?q=elodie"))
     assert "Élodie Durand" in listing and "Coworking (jours ouvrés)" in listing
@@ -285,7 +286,7 @@ def test_edit_suspend_reactivate_archive(admin_client: FlaskClient, conn, caplog
     post(admin_client, f"{url}/restore")
     assert members.get_member(conn, member_id)["active"] == 1
     for action in ("update", "suspend", "reactivate", "archive", "restore"):
-        assert f"admin alice did {action} to member #{member_id}" in caplog.text
+        assert f"admin account #1 did {action} to member #{member_id}" in caplog.text
     assert "Cotisation" not in caplog.text and "Jeanne" not in caplog.text
     assert admin_client.get("/members/9999").status_code == 404
 
@@ -355,7 +356,7 @@ def test_remote_unlock_confirms_then_sends_actor(admin_client: FlaskClient, door
     assert r.status_code == 302
     assert door.sent("unlock") == [{"cmd": "unlock", "actor": "alice"}]
     assert "Porte déverrouillée" in text(admin_client.get("/door"))
-    assert "admin alice unlocked the door remotely" in caplog.text
+    assert "admin account #1 unlocked the door remotely" in caplog.text
 
 
 def test_door_state_alarms_and_enrollment_shown(admin_client: FlaskClient, door: FakeDoor) -> None:
