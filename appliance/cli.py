@@ -271,6 +271,26 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the live database (SQLite's online backup: the door keeps running)."""
+    import sqlite3
+
+    cfg = _load(args)
+    src = _open_db(cfg)
+    target = Path(args.file)
+    if target.exists() and not args.force:
+        print(f"{target}: exists; use --force to overwrite it.", file=sys.stderr)
+        return 1
+    dst = sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    dst.close()
+    os.chmod(target, 0o600)  # it holds members' names and e-mails
+    print(f"Backup written to {target} ({target.stat().st_size // 1024} KiB). Keep the site "
+          f"secret ({cfg.secret_path}) with it: enrolled cards depend on it.")
+    return 0
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     cfg = _load(args)
     conn = _open_db(cfg)
@@ -373,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=30)
     s.add_argument("--csv", action="store_true")
     s.set_defaults(func=cmd_log)
+
+    s = sub.add_parser("backup", help="copy the database while the services run")
+    s.add_argument("file", help="where to write the copy")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=cmd_backup)
 
     s = sub.add_parser("purge", help="delete access events past the retention period")
     s.set_defaults(func=cmd_purge)

@@ -64,29 +64,34 @@ def validate_member(data: Mapping[str, Any], plans: Mapping[str, Any]) -> dict[s
         )
     clean["name"] = name
 
-    email = str(data.get("email") or "").strip()
-    if email and not EMAIL_RE.match(email):
-        errors["email"] = _msg(
-            "Adresse e-mail invalide (ex. prenom.nom@exemple.fr).",
-            "Invalid e-mail address (e.g. first.last@example.org).",
-        )
-    clean["email"] = email or None
-
-    phone = str(data.get("phone") or "").strip()
-    if phone and not PHONE_RE.match(phone):
-        errors["phone"] = _msg(
-            "Numéro de téléphone invalide (chiffres, espaces, +).",
-            "Invalid phone number (digits, spaces, +).",
-        )
-    clean["phone"] = phone or None
-
-    number = str(data.get("number") or "").strip()
-    if number and not NUMBER_RE.match(number):
-        errors["number"] = _msg(
-            "Numéro d'adhérent : lettres, chiffres et tirets (20 au plus).",
-            "Member number: letters, digits and dashes (20 at most).",
-        )
-    clean["number"] = number or None
+    patterns = {
+        "email": (
+            EMAIL_RE,
+            _msg(
+                "Adresse e-mail invalide (ex. prenom.nom@exemple.fr).",
+                "Invalid e-mail address (e.g. first.last@example.org).",
+            ),
+        ),
+        "phone": (
+            PHONE_RE,
+            _msg(
+                "Numéro de téléphone invalide (chiffres, espaces, +).",
+                "Invalid phone number (digits, spaces, +).",
+            ),
+        ),
+        "number": (
+            NUMBER_RE,
+            _msg(
+                "Numéro d'adhérent : lettres, chiffres et tirets (20 au plus).",
+                "Member number: letters, digits and dashes (20 at most).",
+            ),
+        ),
+    }
+    for field, (pattern, message) in patterns.items():
+        value = str(data.get(field) or "").strip()
+        if value and not pattern.match(value):
+            errors[field] = message
+        clean[field] = value or None
 
     role = str(data.get("role") or "member")
     if role not in ("member", "admin"):

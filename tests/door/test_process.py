@@ -126,6 +126,11 @@ def test_members_cli_and_emulated_taps(door_process):
     assert "lock" in status and "GPIO17" in status
     log = cli(cfg_path, "log").stdout
     assert "granted_always" in log and "Jeanne Dupont" in log
+    backup = cfg.state_dir.parent / "backup.db"
+    assert cli(cfg_path, "backup", str(backup)).returncode == 0
+    copy = db.connect(backup, readonly=True)
+    assert copy.execute("SELECT COUNT(*) FROM access_events").fetchone()[0] == len(reasons)
+    assert cli(cfg_path, "backup", str(backup)).returncode == 1  # no silent overwrite
 
 
 def test_killing_the_door_service_while_unlocked_leaves_the_lock_locked(door_process):
