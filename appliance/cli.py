@@ -40,7 +40,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_door(args: argparse.Namespace) -> int:
     from appliance.door import main as door_main
 
-    return door_main.run(_load(args))
+    cfg = _load(args)
+    return door_main.relock(cfg) if args.relock else door_main.run(cfg)
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -339,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("door", help="run the door service")
+    s.add_argument("--relock", action="store_true", help="only drive the lock pin locked, exit")
     s.set_defaults(func=cmd_door)
     s = sub.add_parser("web", help="run the web panel service")
     s.set_defaults(func=cmd_web)

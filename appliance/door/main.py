@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 
 from appliance.config import Config
 from appliance.door.devices import Lock, make_pin_factory
@@ -17,7 +19,7 @@ from appliance.sdnotify import notify
 log = logging.getLogger(__name__)
 
 
-def relock_action(config: Config):
+def relock_action(config: Config, *, by: str = "guardian"):
     """What the guardian does once the service has died: drive the lock pin locked.
 
     On a Pi a released GPIO line keeps its last level, so a service killed while
@@ -29,7 +31,7 @@ def relock_action(config: Config):
         path = config.board_path
 
         def relock() -> None:
-            board.force_level(path, LOCK_LABEL, level, by="guardian")
+            board.force_level(path, LOCK_LABEL, level, by=by)
     else:
 
         def relock() -> None:
@@ -46,6 +48,24 @@ def relock_action(config: Config):
             # it at the locked level, which the line keeps.
 
     return relock
+
+
+def relock(config: Config) -> int:
+    """`telecentre door --relock`: drive the lock pin to its locked level, then exit holding it.
+
+    systemd runs it after the door service has stopped, however it stopped (ExecStopPost=):
+    a watchdog or stop timeout SIGKILLs the whole unit, the guardian included, and only this
+    is left to relock. It needs the pin free, so it runs once the unit's processes are gone.
+    """
+    relock_action(config, by="relock")()
+    log.info("lock pin GPIO%d driven to its locked level", config.pins.lock)
+    if config.backend == "emulated":
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # gpiozero's atexit hook would close the device, turning the line into an input and
+    # letting the relay float: leave without it, holding the line at the locked level.
+    os._exit(0)
 
 
 def run(config: Config) -> int:

@@ -109,3 +109,30 @@ def unlock() -> Any:
         log.info("admin account #%d unlocked the door remotely", g.admin["id"])
         flash(translate("doorpage.unlocked"), "ok")
     return redirect(url_for("door.page"))
+
+
+EMULATE_ACTIONS = ("tap", "clone", "open", "close", "exit")
+
+
+@bp.route("/door/emulate", methods=["POST"])
+@admin_required
+def emulate() -> Any:
+    """The demo's simulator: present a card, open or close the door, press the exit button.
+
+    Only a door service running on emulated hardware accepts these; on a real door the
+    section is not shown and the door refuses the command.
+    """
+    action = request.form.get("action", "")
+    if action not in EMULATE_ACTIONS:
+        flash(translate("sim.bad_action"), "error")
+        return redirect(url_for("door.page"))
+    args: dict[str, Any] = {"action": action}
+    if action in ("tap", "clone"):
+        args["uid"] = request.form.get("uid", "").strip()[:40]
+    try:
+        door_call("emulate", **args)
+    except DoorUnavailable as exc:
+        flash(exc.message, "error")
+    else:
+        flash(translate(f"sim.done.{action}"), "ok")
+    return redirect(url_for("door.page", uid=args.get("uid", "")))

@@ -170,6 +170,32 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "door.alarm.other": {"fr": "Alarme : {code}", "en": "Alarm: {code}"},
     "door.reader_up": {"fr": "Lecteur de badges : en service", "en": "Badge reader: working"},
+    "sim.title": {"fr": "Simulateur (démonstration)", "en": "Simulator (demo)"},
+    "sim.help": {
+        "fr": "Ce télécentre tourne sur du matériel simulé : ces boutons font ce que ferait "
+        "une personne devant la porte.",
+        "en": "This telecentre runs on simulated hardware: these buttons do what a person at "
+        "the door would do.",
+    },
+    "sim.uid": {"fr": "Numéro du badge (UID)", "en": "Badge number (UID)"},
+    "sim.uid_help": {
+        "fr": "8 ou 14 chiffres hexadécimaux, par exemple 04A1B2C3D4E5F6.",
+        "en": "8 or 14 hexadecimal digits, for example 04A1B2C3D4E5F6.",
+    },
+    "sim.tap": {"fr": "Présenter ce badge", "en": "Tap this badge"},
+    "sim.clone": {"fr": "Présenter une copie de l'UID", "en": "Tap a copy of the UID"},
+    "sim.open": {"fr": "Ouvrir la porte", "en": "Open the door"},
+    "sim.close": {"fr": "Fermer la porte", "en": "Close the door"},
+    "sim.exit": {"fr": "Bouton de sortie", "en": "Exit button"},
+    "sim.bad_action": {"fr": "Action inconnue.", "en": "Unknown action."},
+    "sim.done.tap": {"fr": "Badge présenté au lecteur.", "en": "Badge tapped on the reader."},
+    "sim.done.clone": {
+        "fr": "Copie présentée : elle doit être refusée en mode jeton.",
+        "en": "Copy tapped: it must be refused in token mode.",
+    },
+    "sim.done.open": {"fr": "Porte ouverte.", "en": "Door opened."},
+    "sim.done.close": {"fr": "Porte fermée.", "en": "Door closed."},
+    "sim.done.exit": {"fr": "Bouton de sortie appuyé.", "en": "Exit button pressed."},
     "door.reader_down": {
         "fr": "Lecteur de badges : hors service (vérifiez son câble)",
         "en": "Badge reader: not working (check its cable)",

@@ -14,6 +14,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, start_http_server
 
 from appliance.config import Config
+from appliance.sdnotify import notify
+from appliance.watchdog import Watchdog, http_probe, watchdog_interval
 from appliance.web import create_app
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,12 @@ def serve(config: Config) -> None:
         "panel listening on %s:%d, metrics on %s:%d",
         config.web_listen, server.bound_port, config.metrics_listen, config.web_metrics_port,
     )
+    # systemd (Type=notify): ready once bound; the watchdog is pinged only while the panel
+    # answers its own login page, so a wedged server gets restarted.
+    notify("READY=1")
+    interval = watchdog_interval()
+    if interval:
+        Watchdog(http_probe(server.url + "login"), interval).start()
     try:
         server.run()
     except KeyboardInterrupt:

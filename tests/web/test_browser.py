@@ -96,6 +96,16 @@ def test_demo_enroll_and_open(tmp_path: Path, browser: sync_api.Browser) -> None
         assert wait_until(lambda: demo.lock_energized, timeout=5), "the lock never opened"
         expect(granted).to_have_count(before + 1, timeout=10_000)
         expect(granted.first).to_contain_text("Camille Essai")
+
+        # the panel's own simulator: a card that copies only the UID is refused
+        denied = page.locator("#events tbody tr.result-denied")
+        before_denied = denied.count()
+        page.click("nav a[href='/door']")
+        page.fill("#sim-uid", UID)
+        page.click("#sim-clone")
+        page.click("nav a[href='/']")
+        expect(denied).to_have_count(before_denied + 1, timeout=10_000)
+        expect(denied.first).to_contain_text("Camille Essai")
         page.close()
     finally:
         demo.stop()

@@ -666,3 +666,22 @@ def test_members_paging_and_odd_parameters(admin_client: FlaskClient, conn) -> N
     for odd in ("/members?page=abc", "/members?page=-4", "/log?before=abc",
                 "/api/events?after=zz", "/log?from=2026-02-30", "/members/new?x=%00"):
         assert admin_client.get(odd).status_code == 200, odd
+
+
+def test_simulator_drives_the_emulated_door(admin_client: FlaskClient, door: FakeDoor,
+                                            staff_client: FlaskClient) -> None:
+    page = text(admin_client.get("/door"))
+    assert 'id="simulator"' in page and "Présenter ce badge" in page
+    r = post(admin_client, "/door/emulate", {"action": "tap", "uid": "04A1B2C3D4E5F6"})
+    assert r.status_code == 302
+    r = post(admin_client, "/door/emulate", {"action": "open"})
+    assert [c for c in door.commands if c["cmd"] == "emulate"] == [
+        {"cmd": "emulate", "action": "tap", "uid": "04A1B2C3D4E5F6"},
+        {"cmd": "emulate", "action": "open"},
+    ]
+    r = post(admin_client, "/door/emulate", {"action": "format"})
+    assert "Action inconnue" in text(admin_client.get("/door"))
+    assert len([c for c in door.commands if c["cmd"] == "emulate"]) == 2
+    assert post(staff_client, "/door/emulate", {"action": "open"}).status_code == 403
+    door.status["emulated"] = False
+    assert 'id="simulator"' not in text(admin_client.get("/door"))

@@ -1,0 +1,198 @@
+"""Outage detection per layer, with hysteresis, and its localization.
+
+The line is seen as four layers, each depending on the one before it:
+
+    lan       the ISP box answers (the box itself, or the cable/Wi-Fi to it)
+    access    beyond the box: the first ISP hop or at least one anchor answers
+    upstream  every internet anchor answers
+    dns       the configured resolver turns names into addresses
+
+A layer is only judged while every layer below it works: when the box is unreachable
+nothing can be said about the anchors, so a dead box is one "lan" outage, not four.
+A layer goes down after `down_after` failed rounds in a row and comes back after
+`up_after` good ones, so one lost packet never makes an outage; the start and end
+are dated back to the first round of the streak, so the recorded duration is the
+real one, not one shifted by the hysteresis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Layer(StrEnum):
+    """A layer of the line; also the cause of an outage at that layer."""
+
+    LAN = "lan"
+    ACCESS = "access"
+    UPSTREAM = "upstream"
+    DNS = "dns"
+
+
+LAYERS: tuple[Layer, ...] = (Layer.LAN, Layer.ACCESS, Layer.UPSTREAM, Layer.DNS)
+
+
+@dataclass(frozen=True)
+class ProbeRound:
+    """What one round of probes saw: True for a target that answered.
+
+    `isp_hop` is None while the first ISP hop is not known (no traceroute yet);
+    `dns` is None when no resolver is configured or known.
+    """
+
+    at: float
+    gateway: bool
+    isp_hop: bool | None
+    anchors: tuple[bool, ...]
+    dns: bool | None
+
+
+def observe(r: ProbeRound) -> dict[Layer, bool | None]:
+    """Each layer's verdict for one round: True good, False failed, None not judged."""
+    lan = r.gateway
+    if not lan:
+        access = None
+    elif r.isp_hop is None and not r.anchors:
+        access = None
+    else:
+        access = bool(r.isp_hop) or any(r.anchors)
+    upstream = all(r.anchors) if access and r.anchors else None
+    dns = r.dns if access else None
+    return {Layer.LAN: lan, Layer.ACCESS: access, Layer.UPSTREAM: upstream, Layer.DNS: dns}
+
+
+def localize(r: ProbeRound) -> Layer | None:
+    """Where one round alone says the line is broken (no hysteresis), or None."""
+    for layer, ok in observe(r).items():
+        if ok is False:
+            return layer
+    return None
+
+
+@dataclass
+class Hysteresis:
+    """Up/down state of one layer: flips after `threshold` contrary rounds in a row."""
+
+    down_after: int = 3
+    up_after: int = 3
+    up: bool = True
+    streak: int = 0
+    streak_since: float | None = None
+
+    def observe(self, ok: bool | None, at: float) -> float | None:
+        """Feed one round; returns the (backdated) time of a flip, or None.
+
+        A round where the layer is not judged breaks the streak: failures on either
+        side of a box outage are not one streak.
+        """
+        if ok is None or ok == self.up:
+            self.streak = 0
+            self.streak_since = None
+            return None
+        if self.streak == 0:
+            self.streak_since = at
+        self.streak += 1
+        if self.streak >= (self.down_after if self.up else self.up_after):
+            flipped_at = self.streak_since if self.streak_since is not None else at
+            self.up = not self.up
+            self.streak = 0
+            self.streak_since = None
+            return flipped_at
+        return None
+
+
+@dataclass(frozen=True)
+class OutageChange:
+    """An outage that ended (`end` set) or began (`end` None), with its cause."""
+
+    cause: Layer
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class OutageTracker:
+    """Turns probe rounds into outages: one cause at a time, the lowest layer down.
+
+    `update()` returns the outages that ended and began in that round, and the outage
+    seconds that can be counted now by cause. Seconds are counted only up to the
+    earliest time a pending streak could still be dated back to, so the cumulative
+    counter never has to go back and always equals the recorded outages' durations.
+    """
+
+    down_after: int = 3
+    up_after: int = 3
+    layers: dict[Layer, Hysteresis] = field(default_factory=dict)
+    current: OutageChange | None = None
+    counted_until: float | None = None
+
+    def __post_init__(self) -> None:
+        for layer in LAYERS:
+            self.layers.setdefault(layer, Hysteresis(self.down_after, self.up_after))
+
+    def is_up(self, layer: Layer) -> bool:
+        """True while this layer and every layer below it are up."""
+        for each in LAYERS:
+            if not self.layers[each].up:
+                return False
+            if each == layer:
+                return True
+        raise ValueError(layer)
+
+    @property
+    def cause(self) -> Layer | None:
+        """The current outage's cause: the lowest layer that is down."""
+        return self.current.cause if self.current else None
+
+    def update(self, r: ProbeRound) -> tuple[list[OutageChange], dict[Layer, float]]:
+        flips: list[float] = []
+        for layer, ok in observe(r).items():
+            flipped_at = self.layers[layer].observe(ok, r.at)
+            if flipped_at is not None:
+                flips.append(flipped_at)
+        changes: list[OutageChange] = []
+        counted: dict[Layer, float] = {}
+        cause = next((layer for layer in LAYERS if not self.layers[layer].up), None)
+        if cause != self.cause:
+            boundary = min(flips) if flips else r.at
+            if self.current is not None:
+                boundary = max(boundary, self.current.start)
+                self._count(counted, self.current.cause, boundary)
+                changes.append(OutageChange(self.current.cause, self.current.start, boundary))
+                self.current = None
+            if cause is not None:
+                self.current = OutageChange(cause, boundary)
+                self.counted_until = boundary
+                changes.append(self.current)
+        if self.current is not None:
+            pending = [h.streak_since for h in self.layers.values() if h.streak_since is not None]
+            self._count(counted, self.current.cause, min([r.at, *pending]))
+        return changes, counted
+
+    def _count(self, counted: dict[Layer, float], cause: Layer, until: float) -> None:
+        start = self.counted_until if self.counted_until is not None else until
+        if until > start:
+            counted[cause] = counted.get(cause, 0.0) + until - start
+            self.counted_until = until
+
+
+def summarize(rounds: Sequence[ProbeRound], down_after: int = 3, up_after: int = 3):
+    """Replay rounds through a fresh tracker; returns (outages, seconds by cause).
+
+    Used by the tests and the benchmark to check a whole scenario at once.
+    """
+    tracker = OutageTracker(down_after, up_after)
+    outages: list[OutageChange] = []
+    seconds: dict[Layer, float] = {}
+    for r in rounds:
+        changes, counted = tracker.update(r)
+        for change in changes:
+            if change.end is not None:
+                outages = [o for o in outages if not (o.end is None and o.start == change.start
+                                                      and o.cause == change.cause)]
+            outages.append(change)
+        for cause, secs in counted.items():
+            seconds[cause] = seconds.get(cause, 0.0) + secs
+    return outages, seconds
