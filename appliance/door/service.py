@@ -272,6 +272,20 @@ class DoorService:
         if enrolling is not None and (match is None or match.revoked):
             self._enroll(card, uid_h, enrolling)
             return None
+        if enrolling is not None and match is not None:
+            # Tell the admin waiting at the reader why nothing was bound; the card's
+            # owner still gets their normal decision below.
+            self._log_event(
+                kind="enroll",
+                result="info",
+                reason="enrollment_card_taken",
+                badge_id=match.badge_id,
+                badge_ref=match.ref,
+                member_id=match.holder.member_id,
+                member_name=match.member_name,
+                actor=enrolling.actor,
+                detail="this card already belongs to a member; revoke it first",
+            )
 
         if match is None:
             logged, tripped = self.limiter.allow(self.clock())

@@ -147,16 +147,23 @@ class OutageTracker:
         return self.current.cause if self.current else None
 
     def update(self, r: ProbeRound) -> tuple[list[OutageChange], dict[Layer, float]]:
-        flips: list[float] = []
+        flips: dict[Layer, float] = {}
         for layer, ok in observe(r).items():
             flipped_at = self.layers[layer].observe(ok, r.at)
             if flipped_at is not None:
-                flips.append(flipped_at)
+                flips[layer] = flipped_at
         changes: list[OutageChange] = []
         counted: dict[Layer, float] = {}
         cause = next((layer for layer in LAYERS if not self.layers[layer].up), None)
         if cause != self.cause:
-            boundary = min(flips) if flips else r.at
+            # The new cause began when its layer went down, or when the old cause's
+            # layer came back (uncovering a higher layer that is still down).
+            if cause is not None and cause in flips:
+                boundary = flips[cause]
+            elif self.current is not None and self.current.cause in flips:
+                boundary = flips[self.current.cause]
+            else:
+                boundary = r.at
             if self.current is not None:
                 boundary = max(boundary, self.current.start)
                 self._count(counted, self.current.cause, boundary)
@@ -178,21 +185,20 @@ class OutageTracker:
             self.counted_until = until
 
 
-def summarize(rounds: Sequence[ProbeRound], down_after: int = 3, up_after: int = 3):
-    """Replay rounds through a fresh tracker; returns (outages, seconds by cause).
+def replay(rounds: Sequence[ProbeRound], down_after: int = 3, up_after: int = 3):
+    """Replay rounds through a fresh tracker: (outages, counted seconds by cause).
 
-    Used by the tests and the benchmark to check a whole scenario at once.
+    An outage still going on at the end comes last, with `end` None. For tests and
+    the benchmark, which check a whole scenario at once.
     """
     tracker = OutageTracker(down_after, up_after)
     outages: list[OutageChange] = []
     seconds: dict[Layer, float] = {}
     for r in rounds:
         changes, counted = tracker.update(r)
-        for change in changes:
-            if change.end is not None:
-                outages = [o for o in outages if not (o.end is None and o.start == change.start
-                                                      and o.cause == change.cause)]
-            outages.append(change)
+        outages.extend(c for c in changes if c.end is not None)
         for cause, secs in counted.items():
             seconds[cause] = seconds.get(cause, 0.0) + secs
+    if tracker.current is not None:
+        outages.append(tracker.current)
     return outages, seconds

@@ -275,6 +275,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "fr": "Enrôlement terminé sans badge (temps écoulé)",
         "en": "Enrollment ended with no badge (time ran out)",
     },
+    "reason.enrollment_card_taken": {
+        "fr": "Enrôlement : ce badge appartient déjà à un membre (révoquez-le d'abord)",
+        "en": "Enrollment: this badge already belongs to a member (revoke it first)",
+    },
     "reason.enrollment_write_failed": {
         "fr": "Enrôlement échoué : badge retiré trop tôt ou illisible, recommencez",
         "en": "Enrollment failed: badge removed too soon or unreadable, try again",

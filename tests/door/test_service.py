@@ -282,3 +282,17 @@ def test_access_log_durable_across_reopen(make_service):
     other = db.connect(path, readonly=True)
     assert other.execute("SELECT reason FROM access_events").fetchone()[0] == "denied_unknown_card"
     other.close()
+
+
+def test_enrolling_a_card_that_already_belongs_to_someone_says_so(make_service):
+    service = make_service()
+    jeanne = add_member(service, "Jeanne")
+    paul = add_member(service, "Paul")
+    card = MifareClassic1K(UID4)
+    enroll(service, jeanne, card)
+    assert service.cmd_enroll({"member_id": paul, "actor": "admin"})["ok"]
+    tap(service, card)
+    reasons = [e["reason"] for e in events(service)[-2:]]
+    assert reasons == ["enrollment_card_taken", "granted_always"]
+    assert service.enrollment is not None  # still waiting for Paul's card
+    assert members.member_badges(service.conn, paul) == []

@@ -1,0 +1,551 @@
+"""The `inet telecentre` nftables table, as libnftables JSON built by pure functions.
+
+Why JSON and not nft's text syntax: a MAC, an IP or a name is a JSON string value,
+so no hostname, voucher code or MAC can ever turn into nft syntax (no quoting to get
+right, nothing to escape). Why `nft -j -f -` through subprocess and not the
+python3-nftables bindings: those are a Debian package that the project's venv (a
+separate Python) cannot import, and they wrap the same libnftables that the `nft`
+binary uses; one batch on stdin is one kernel transaction either way.
+
+Layout of the table (the gateway service owns it, nothing else writes to it):
+
+- `allowed4` set (`ether_addr . ipv4_addr`): authorized devices, bound to MAC and IP
+  together, so a device copying an authorized IP with its own MAC gets nothing.
+- `up4` map (`ether_addr . ipv4_addr : verdict`) and `down4` map (`ipv4_addr :
+  verdict`): send a device's traffic, both ways, to its owner's chain.
+- per owner (a member, a voucher or a guest device): a named `quota` object and a
+  chain `o_<kind><id>` that counts every packet in the kernel and, once the quota is
+  spent, drops ("block") or polices to 256 kbit/s through a named `limit` ("throttle").
+- unauthorized devices reach only DHCP, DNS and the portal on the box; their HTTP is
+  redirected to the portal; IPv6 never crosses the gateway from or to the LAN.
+- a `bridge telecentre` table drops frames bridged between LAN ports (client isolation
+  when the LAN is a bridge: the box's only bridge).
+
+Object names are built from whole numbers only (`o_m12`, `q_v3`): never from text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILY = "inet"
+TABLE = "telecentre"
+BRIDGE_FAMILY = "bridge"
+
+KINDS = {"member": "m", "voucher": "v", "guest": "g"}
+POLICIES = ("block", "throttle")
+THROTTLE_KBIT = 256
+
+# Where a guest must never go, even once authorized: the ISP box's network and any
+# other private network behind the WAN (RFC 1918, CGNAT, link-local).
+DEFAULT_BLOCKED = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+)
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+
+Command = dict[str, Any]
+
+
+class NftError(RuntimeError):
+    """nft refused a batch (nothing of it was applied: the batch is one transaction)."""
+
+
+def normalize_mac(value: str) -> str:
+    """A MAC as nft prints it (lower case, colons); ValueError for anything else."""
+    if not isinstance(value, str):
+        raise ValueError("a MAC address must be text")
+    mac = value.strip().lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise ValueError(f"not a MAC address: {value!r}")
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"a multicast MAC cannot be a client: {value!r}")
+    return mac
+
+
+def parse_ipv4(value: str) -> ipaddress.IPv4Address:
+    """A client's IPv4 address; ValueError for IPv6, networks or garbage."""
+    addr = ipaddress.ip_address(value)
+    if not isinstance(addr, ipaddress.IPv4Address):
+        raise ValueError(f"not an IPv4 address: {value!r}")
+    return addr
+
+
+def check_ifname(value: str) -> str:
+    """A Linux interface name (at most 15 characters, no spaces or slashes)."""
+    if not isinstance(value, str) or not _IFNAME.match(value):
+        raise ValueError(f"not an interface name: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Owner:
+    """Who a quota belongs to: a member (all their devices), a voucher, or a guest device."""
+
+    kind: str
+    id: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"owner kind must be one of {', '.join(KINDS)}: {self.kind!r}")
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or not 0 < self.id < 2**53:
+            raise ValueError(f"owner id must be a positive whole number: {self.id!r}")
+
+    @property
+    def tag(self) -> str:
+        return f"{KINDS[self.kind]}{self.id}"
+
+    @property
+    def chain(self) -> str:
+        return f"o_{self.tag}"
+
+    @property
+    def quota(self) -> str:
+        return f"q_{self.tag}"
+
+    @property
+    def limit(self) -> str:
+        return f"l_{self.tag}"
+
+    @classmethod
+    def from_tag(cls, tag: str) -> Owner | None:
+        """The owner named by an object's tag (`m12`), or None for a foreign name."""
+        by_letter = {v: k for k, v in KINDS.items()}
+        if len(tag) < 2 or tag[0] not in by_letter or not tag[1:].isdigit():
+            return None
+        return cls(by_letter[tag[0]], int(tag[1:]))
+
+
+@dataclass(frozen=True)
+class OwnerQuota:
+    """An owner's quota for the day: limit, bytes already used, what happens when spent."""
+
+    owner: Owner
+    limit_bytes: int
+    used_bytes: int = 0
+    policy: str = "block"
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be block or throttle: {self.policy!r}")
+        for name in ("limit_bytes", "used_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number of bytes: {value!r}")
+        if self.limit_bytes == 0:
+            raise ValueError("limit_bytes must be positive")
+
+
+@dataclass(frozen=True)
+class Device:
+    """An authorized device: its MAC and IPv4 address together, and whose quota it uses."""
+
+    mac: str
+    ip: ipaddress.IPv4Address
+    owner: Owner
+
+    @classmethod
+    def parse(cls, mac: str, ip: str, owner: Owner) -> Device:
+        return cls(normalize_mac(mac), parse_ipv4(ip), owner)
+
+
+@dataclass(frozen=True)
+class Network:
+    """The box's side of the gateway: interfaces, its LAN address, the portal's port."""
+
+    lan: str
+    wan: str
+    lan_address: ipaddress.IPv4Interface
+    portal_port: int = 8088
+    dns_port: int = 53
+    blocked: tuple[ipaddress.IPv4Network, ...] = field(
+        default_factory=lambda: tuple(ipaddress.IPv4Network(n) for n in DEFAULT_BLOCKED)
+    )
+    lan_is_bridge: bool = False
+
+    def __post_init__(self) -> None:
+        check_ifname(self.lan)
+        check_ifname(self.wan)
+        if self.lan == self.wan:
+            raise ValueError("the LAN and WAN interfaces must differ")
+        for port in (self.portal_port, self.dns_port):
+            if not 0 < port < 65536:
+                raise ValueError(f"not a port: {port}")
+
+
+# --- expressions ------------------------------------------------------------------------
+
+
+def _payload(protocol: str, name: str) -> dict[str, Any]:
+    return {"payload": {"protocol": protocol, "field": name}}
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+_MAC_IP_SRC = {"concat": [_payload("ether", "saddr"), _payload("ip", "saddr")]}
+
+
+def _base(kind: str, **obj: Any) -> Command:
+    return {kind: {"family": FAMILY, "table": TABLE, **obj}}
+
+
+def _add(kind: str, **obj: Any) -> Command:
+    return {"add": _base(kind, **obj)}
+
+
+def _rule(chain: str, *expr: dict[str, Any]) -> Command:
+    return _add("rule", chain=chain, expr=list(expr))
+
+
+def _element_key(device: Device) -> dict[str, Any]:
+    return {"concat": [device.mac, str(device.ip)]}
+
+
+def batch(commands: Iterable[Command]) -> dict[str, Any]:
+    """One nft transaction: applied whole or not at all."""
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def owner_commands(q: OwnerQuota) -> list[Command]:
+    """Create an owner's quota, its throttle limit if any, and its chain.
+
+    `used` is how a quota survives a restart: the object is created already holding
+    the bytes of the day. (Adding an existing quota never changes its `used`; the
+    full ruleset replaces the table, so the objects are always new there.)
+    """
+    o = q.owner
+    cmds: list[Command] = [
+        _add("quota", name=o.quota, bytes=q.limit_bytes, used=q.used_bytes, inv=True)
+    ]
+    spent: list[dict[str, Any]] = [{"quota": o.quota}]
+    if q.policy == "throttle":
+        cmds.append(
+            _add(
+                "limit",
+                name=o.limit,
+                rate=THROTTLE_KBIT // 8,
+                rate_unit="kbytes",
+                per="second",
+                burst=THROTTLE_KBIT // 8,
+                burst_unit="kbytes",
+                inv=True,
+            )
+        )
+        spent.append({"limit": o.limit})
+    cmds.append(_add("chain", name=o.chain))
+    # Every packet of the owner, both ways, is counted here; the kernel drops the
+    # first packet that would take the total past the limit, and all after it.
+    cmds.append(_rule(o.chain, *spent, {"drop": None}))
+    cmds.append(_rule(o.chain, {"accept": None}))
+    return cmds
+
+
+def device_commands(device: Device) -> list[Command]:
+    """Let a device through to its owner's chain (which must exist)."""
+    goto = {"goto": {"target": device.owner.chain}}
+    return [
+        _add("element", name="allowed4", elem=[_element_key(device)]),
+        _add("element", name="up4", elem=[[_element_key(device), goto]]),
+        _add("element", name="down4", elem=[[str(device.ip), goto]]),
+    ]
+
+
+def remove_device_commands(device: Device) -> list[Command]:
+    """Take a device out of the maps: its next packet meets the portal again."""
+    return [
+        {"delete": _base("element", name="allowed4", elem=[_element_key(device)])},
+        {"delete": _base("element", name="up4", elem=[_element_key(device)])},
+        {"delete": _base("element", name="down4", elem=[str(device.ip)])},
+    ]
+
+
+def extend_commands(owner: Owner, new_limit_bytes: int) -> list[Command]:
+    """Change a quota's limit in place: the kernel keeps what it has counted, exactly."""
+    if new_limit_bytes <= 0:
+        raise ValueError("a quota limit must be positive")
+    return [_add("quota", name=owner.quota, bytes=new_limit_bytes, inv=True)]
+
+
+def reset_commands(owners: Iterable[Owner]) -> list[Command]:
+    """Set the owners' counted bytes to zero; nft answers with the values before."""
+    return [{"reset": _base("quota", name=o.quota)} for o in owners]
+
+
+def _base_chain(name: str, kind: str, hook: str, prio: int) -> Command:
+    return _add("chain", name=name, type=kind, hook=hook, prio=prio, policy="accept")
+
+
+def table_commands(net: Network) -> list[Command]:
+    """The fixed part of the table: sets, maps, base chains and the portal's rules."""
+    lan = net.lan
+    box = str(net.lan_address.ip)
+    iif_lan = _match(_meta("iifname"), lan)
+    oif_lan = _match(_meta("oifname"), lan)
+    unauthorized = _match(_MAC_IP_SRC, "@allowed4", "!=")
+    ipv6 = _match(_meta("nfproto"), "ipv6")
+    blocked = [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}} for n in net.blocked]
+    cmds: list[Command] = [
+        _add("set", name="allowed4", type=["ether_addr", "ipv4_addr"]),
+        _add("map", name="up4", type=["ether_addr", "ipv4_addr"], map="verdict"),
+        _add("map", name="down4", type="ipv4_addr", map="verdict"),
+        _add("set", name="blocked4", type="ipv4_addr", flags=["interval"]),
+    ]
+    if blocked:
+        cmds.append(_add("element", name="blocked4", elem=blocked))
+    cmds += [
+        # NAT: unauthorized devices' HTTP goes to the portal; their DNS to the box even
+        # if they have their own resolver configured (so detection probes resolve).
+        _base_chain("prerouting", "nat", "prerouting", -100),
+        _rule(
+            "prerouting",
+            iif_lan,
+            _match(_payload("tcp", "dport"), 80),
+            _match(_payload("ip", "daddr"), box, "!="),
+            unauthorized,
+            {"redirect": {"port": net.portal_port}},
+        ),
+    ]
+    for proto in ("udp", "tcp"):
+        cmds.append(
+            _rule(
+                "prerouting",
+                iif_lan,
+                _match(_payload(proto, "dport"), 53),
+                unauthorized,
+                {"redirect": {"port": net.dns_port}},
+            )
+        )
+    cmds += [
+        _base_chain("postrouting", "nat", "postrouting", 100),
+        _rule(
+            "postrouting",
+            _match(_meta("oifname"), net.wan),
+            _match(_meta("nfproto"), "ipv4"),
+            {"masquerade": None},
+        ),
+        # To the box itself from the LAN: DHCP, DNS, the portal. Not the admin panel,
+        # not SSH, not the metrics ports.
+        _add("chain", name="lan_to_box"),
+        _base_chain("input", "filter", "input", 0),
+        _rule("input", iif_lan, {"jump": {"target": "lan_to_box"}}),
+        _rule("lan_to_box", ipv6, {"drop": None}),
+        _rule(
+            "lan_to_box",
+            _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+            {"accept": None},
+        ),
+        _rule("lan_to_box", _match(_payload("udp", "dport"), 67), {"accept": None}),
+        _rule(
+            "lan_to_box",
+            _match(_payload("ip", "daddr"), box),
+            _match(_payload("udp", "dport"), net.dns_port),
+            {"accept": None},
+        ),
+        _rule(
+            "lan_to_box",
+            _match(_payload("ip", "daddr"), box),
+            _match(_payload("tcp", "dport"), {"set": [net.dns_port, net.portal_port]}),
+            {"accept": None},
+        ),
+        _rule(
+            "lan_to_box",
+            _match(_payload("ip", "daddr"), box),
+            _match(_payload("icmp", "type"), "echo-request"),
+            {"accept": None},
+        ),
+        _rule("lan_to_box", {"drop": None}),
+        # Forwarding: only authorized devices, through their owner's quota.
+        _add("chain", name="from_lan"),
+        _add("chain", name="to_lan"),
+        _base_chain("forward", "filter", "forward", 0),
+        _rule("forward", iif_lan, {"jump": {"target": "from_lan"}}),
+        _rule("forward", oif_lan, {"jump": {"target": "to_lan"}}),
+        _rule("from_lan", ipv6, {"drop": None}),
+        _rule("from_lan", oif_lan, {"drop": None}),
+        _rule("from_lan", _match(_payload("ip", "daddr"), "@blocked4"), {"drop": None}),
+        _rule("from_lan", {"vmap": {"key": _MAC_IP_SRC, "data": "@up4"}}),
+        _rule("from_lan", {"drop": None}),
+        _rule("to_lan", ipv6, {"drop": None}),
+        _rule(
+            "to_lan",
+            _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+            {"vmap": {"key": _payload("ip", "daddr"), "data": "@down4"}},
+        ),
+        _rule("to_lan", {"drop": None}),
+    ]
+    return cmds
+
+
+def bridge_commands() -> list[Command]:
+    """Drop frames bridged from one LAN port to another: clients never see each other."""
+    t = {"family": BRIDGE_FAMILY, "table": TABLE}
+    return [
+        {"add": {"table": {"family": BRIDGE_FAMILY, "name": TABLE}}},
+        {"delete": {"table": {"family": BRIDGE_FAMILY, "name": TABLE}}},
+        {"add": {"table": {"family": BRIDGE_FAMILY, "name": TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    **t,
+                    "name": "forward",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        },
+        {"add": {"rule": {**t, "chain": "forward", "expr": [{"drop": None}]}}},
+    ]
+
+
+def full_ruleset(
+    net: Network, quotas: Iterable[OwnerQuota], devices: Iterable[Device]
+) -> list[Command]:
+    """Replace the whole table in one transaction (start-up, restore after a restart).
+
+    "add, delete, add" makes the replacement work whether or not the table exists,
+    and as one transaction no packet ever sees a half-built table.
+    """
+    quotas = list(quotas)
+    owners = {q.owner for q in quotas}
+    if len(owners) != len(quotas):
+        raise ValueError("one quota per owner")
+    devices = list(devices)
+    check_devices(devices, owners)
+    cmds: list[Command] = [
+        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
+        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
+    ]
+    cmds += table_commands(net)
+    for q in sorted(quotas, key=lambda q: q.owner):
+        cmds += owner_commands(q)
+    for d in devices:
+        cmds += device_commands(d)
+    if net.lan_is_bridge:
+        cmds += bridge_commands()
+    return cmds
+
+
+def check_devices(devices: Sequence[Device], owners: set[Owner]) -> None:
+    """One binding per MAC and per IP, each to an owner that has a quota."""
+    macs: set[str] = set()
+    ips: set[ipaddress.IPv4Address] = set()
+    for d in devices:
+        if d.owner not in owners:
+            raise ValueError(f"device owner {d.owner.kind} #{d.owner.id} has no quota")
+        if d.mac in macs or d.ip in ips:
+            raise ValueError("a MAC or an IP is bound twice")
+        macs.add(d.mac)
+        ips.add(d.ip)
+
+
+# --- reading the kernel's counters ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuotaReading:
+    """What the kernel says about one owner's quota."""
+
+    limit_bytes: int
+    used_bytes: int
+
+    @property
+    def spent(self) -> bool:
+        return self.used_bytes >= self.limit_bytes
+
+
+def parse_quotas(listing: Iterable[dict[str, Any]]) -> dict[Owner, QuotaReading]:
+    """Owners' quotas from `nft -j list table` (or `reset`) output; foreign objects ignored."""
+    found: dict[Owner, QuotaReading] = {}
+    for item in listing:
+        q = item.get("quota") if isinstance(item, dict) else None
+        if not isinstance(q, dict) or q.get("table") != TABLE or q.get("family") != FAMILY:
+            continue
+        name = q.get("name", "")
+        owner = Owner.from_tag(name[2:]) if name.startswith("q_") else None
+        if owner is None:
+            continue
+        found[owner] = QuotaReading(int(q.get("bytes", 0)), int(q.get("used", 0)))
+    return found
+
+
+# --- the runner -------------------------------------------------------------------------
+
+
+class NftRunner:
+    """Runs nft batches: argument lists and JSON on stdin, never a shell.
+
+    `command` is how to start nft: ("/usr/sbin/nft",) on the box; tests pass
+    ("ip", "netns", "exec", NAME, "nft") to work inside a namespace they created.
+    """
+
+    def __init__(self, command: Sequence[str] = ("/usr/sbin/nft",), timeout: float = 10.0):
+        self.command = tuple(command)
+        self.timeout = timeout
+
+    def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.command, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+            check=False,
+        )
+
+    def apply(self, commands: Iterable[Command]) -> list[dict[str, Any]]:
+        """Apply one transaction; returns what nft printed (the values a reset read)."""
+        proc = self._run(["-j", "-f", "-"], json.dumps(batch(commands)))
+        if proc.returncode != 0:
+            raise NftError(proc.stderr.strip() or f"nft exited with {proc.returncode}")
+        out: list[dict[str, Any]] = []
+        for line in proc.stdout.splitlines():
+            line = line.strip()
+            if line:
+                out += json.loads(line).get("nftables", [])
+        return out
+
+    def list_table(self) -> list[dict[str, Any]] | None:
+        """The table as JSON objects, or None if it does not exist."""
+        proc = self._run(["-j", "list", "table", FAMILY, TABLE])
+        if proc.returncode != 0:
+            if "No such file" in proc.stderr:
+                return None
+            raise NftError(proc.stderr.strip() or f"nft exited with {proc.returncode}")
+        return json.loads(proc.stdout).get("nftables", [])
+
+    def read_quotas(self) -> dict[Owner, QuotaReading]:
+        listing = self.list_table()
+        return {} if listing is None else parse_quotas(listing)
+
+    def delete_tables(self) -> None:
+        """Remove the gateway's tables (stop the gateway: back to plain forwarding rules)."""
+        cmds: list[Command] = []
+        for family in (FAMILY, BRIDGE_FAMILY):
+            cmds += [
+                {"add": {"table": {"family": family, "name": TABLE}}},
+                {"delete": {"table": {"family": family, "name": TABLE}}},
+            ]
+        self.apply(cmds)
