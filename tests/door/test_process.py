@@ -143,6 +143,11 @@ def test_killing_the_door_service_while_unlocked_leaves_the_lock_locked(door_pro
     proc.wait(timeout=10)
     wait_for(lambda: lock_level(cfg) is locked, timeout=3, what="the guardian to relock")
     assert board.read_state(cfg.board_path).get("by") == "guardian"
+    # The decision that opened the door was committed before the lock moved.
+    from appliance import db
+    conn = db.connect(cfg.db_path, readonly=True)
+    assert conn.execute("SELECT reason, actor FROM access_events").fetchall()[-1][:] == (
+        "granted_remote", "test")
 
 
 def test_stopping_the_door_service_while_unlocked_relocks(door_process):

@@ -650,6 +650,14 @@ def test_metrics_server_serves_the_panel_registry(config: Config, conn) -> None:
             body = response.read().decode()
         assert 'telecentre_web_requests_total{endpoint="auth.login",status="2xx"} 1.0' in body
         assert "telecentre_web_login_attempts_total" in body
+        import subprocess
+
+        from tests.conftest import require_tool
+
+        check = subprocess.run([require_tool("promtool"), "check", "metrics"], input=body,
+                               text=True, capture_output=True, timeout=30)
+        assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), (
+            check.stdout + check.stderr)
     finally:
         metrics.shutdown()
         server.close()
