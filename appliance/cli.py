@@ -12,6 +12,8 @@ from pathlib import Path
 from appliance import __version__, accesslog, admins, db, ipc, members
 from appliance import config as config_mod
 from appliance.config import Config, ConfigError
+from appliance.gateway.main import cmd_gateway
+from appliance.link import cli as link_cli
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -193,6 +195,23 @@ def cmd_members(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.members_cmd == "enroll":
+        return _enroll(cfg, row, args.actor or f"cli:{getpass.getuser()}")
+    if args.members_cmd == "badges":
+        for badge in members.member_badges(conn, row["id"]):
+            when = dt.datetime.fromtimestamp(badge["enrolled_at"], cfg.tz).strftime("%Y-%m-%d")
+            state = "revoked" if badge["revoked_at"] else "live"
+            print(f"{badge['ref']:<8} {badge['mode']:<9} enrolled {when}  {state}")
+        return 0
+    if args.members_cmd == "revoke":
+        badge = conn.execute(
+            "SELECT id FROM badges WHERE ref = ? AND member_id = ?", (args.badge, row["id"])
+        ).fetchone()
+        if badge is None or not members.revoke_badge(conn, badge["id"], f"cli:{getpass.getuser()}"):
+            print(f"No live badge {args.badge} for member {row['number']}.", file=sys.stderr)
+            return 1
+        print(f"Badge {args.badge} revoked.")
+        return 0
     members.set_suspended(conn, row["id"], args.members_cmd == "suspend", args.reason)
     print(
         f"Member {row['number']} {'suspended' if args.members_cmd == 'suspend' else 'reactivated'}."
@@ -201,6 +220,28 @@ def cmd_members(args: argparse.Namespace) -> int:
 
 
 # --- the running door -------------------------------------------------------------------
+
+
+def _enroll(cfg: Config, member, actor: str) -> int:
+    """Start an enrollment on the door and wait for the card, as the panel does."""
+    import time
+
+    reply = ipc.call(cfg.door_socket, "enroll", member_id=member["id"], actor=actor)
+    before = ipc.call(cfg.door_socket, "status").get("last_enrolled")
+    print(
+        f"Tap the new badge for {member['number']} on the reader ({reply['expires_in']:.0f} s)...",
+        flush=True,
+    )
+    while True:
+        time.sleep(0.3)
+        status = ipc.call(cfg.door_socket, "status")
+        last = status.get("last_enrolled")
+        if last and last != before and last["member_id"] == member["id"]:
+            print(f"Badge {last['badge_ref']} enrolled.")
+            return 0
+        if status.get("enrollment") is None:
+            print("No badge was tapped in time; run the command again.", file=sys.stderr)
+            return 1
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
@@ -287,8 +328,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
         src.backup(dst)
     dst.close()
     os.chmod(target, 0o600)  # it holds members' names and e-mails
-    print(f"Backup written to {target} ({target.stat().st_size // 1024} KiB). Keep the site "
-          f"secret ({cfg.secret_path}) with it: enrolled cards depend on it.")
+    print(
+        f"Backup written to {target} ({target.stat().st_size // 1024} KiB). Keep the site "
+        f"secret ({cfg.secret_path}) with it: enrolled cards depend on it."
+    )
     return 0
 
 
@@ -344,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_door)
     s = sub.add_parser("web", help="run the web panel service")
     s.set_defaults(func=cmd_web)
+    sub.add_parser("gateway", help="run the Wi-Fi gateway service").set_defaults(func=cmd_gateway)
 
-    s = sub.add_parser("members", help="list, add, suspend or reactivate members")
+    s = sub.add_parser("members", help="list, add, suspend, reactivate members; their badges")
     ms = s.add_subparsers(dest="members_cmd", required=True)
     m = ms.add_parser("list")
     m.add_argument("search", nargs="?")
@@ -362,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
         m = ms.add_parser(name)
         m.add_argument("member", help="member number, e-mail or id")
         m.add_argument("--reason")
+    m = ms.add_parser("enroll", help="bind the next badge tapped on the reader to a member")
+    m.add_argument("member", help="member number, e-mail or id")
+    m.add_argument("--actor", help="name to log (default: cli:<user>)")
+    m = ms.add_parser("badges", help="a member's badges")
+    m.add_argument("member", help="member number, e-mail or id")
+    m = ms.add_parser("revoke", help="revoke a member's badge (lost, returned)")
+    m.add_argument("member", help="member number, e-mail or id")
+    m.add_argument("badge", help="badge reference, e.g. B00012")
     s.set_defaults(func=cmd_members)
 
     s = sub.add_parser("admin", help="panel accounts: list, add, change a password")
@@ -403,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("purge", help="delete access events past the retention period")
     s.set_defaults(func=cmd_purge)
+
+    link_cli.add_parser(sub, _load)
     return p
 
 

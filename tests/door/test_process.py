@@ -111,9 +111,20 @@ def test_members_cli_and_emulated_taps(door_process):
     listing = cli(cfg_path, "members", "list").stdout
     assert "Jeanne Dupont" in listing and "resident" in listing
     from appliance import db, ipc
-    ipc.call(cfg.door_socket, "enroll", member_id=1, actor="cli-test")
-    assert cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6").returncode == 0
-    wait_for(lambda: ipc.call(cfg.door_socket, "status")["last_enrolled"], what="enrollment")
+    enrolling = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--config", str(cfg_path), "members", "enroll",
+         "M0001"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: ipc.call(cfg.door_socket, "status")["enrollment"], what="enrollment")
+        assert cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6").returncode == 0
+        out, err = enrolling.communicate(timeout=20)
+    finally:
+        if enrolling.poll() is None:
+            enrolling.kill()
+    assert enrolling.returncode == 0, err
+    assert "Badge B00001 enrolled." in out
+    assert "B00001" in cli(cfg_path, "members", "badges", "M0001").stdout
     time.sleep(0.8)  # the card leaves the field
     assert cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6").returncode == 0
     wait_for(lambda: lock_level(cfg) is True, what="relay energized")
