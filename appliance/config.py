@@ -7,6 +7,7 @@ admin who mistyped a line can fix it without reading code.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -59,6 +60,67 @@ class DoorConfig:
 
 
 @dataclass(frozen=True)
+class LinkConfig:
+    """The line monitor: what to probe, the contract, how and when to test throughput.
+
+    Empty `gateway`, `isp_hop` and `resolver` mean "find it": the default route, a
+    traceroute, /etc/resolv.conf.
+    """
+
+    wan_interface: str = "eth0"
+    probe_interval: float = 10.0
+    probe_timeout: float = 1.0
+    gateway: str = ""
+    isp_hop: str = ""
+    anchors: tuple[str, ...] = ("1.1.1.1", "9.9.9.9")
+    resolver: str = ""
+    dns_names: tuple[str, ...] = ("wikipedia.org",)
+    down_after: int = 3
+    up_after: int = 3
+    contracted_download_mbps: float = 30.0
+    contracted_upload_mbps: float = 1.0
+    scheduled_tests: bool = True
+    test_interval_hours: int = 4
+    test_backend: str = "iperf3"
+    iperf3_server: str = ""
+    iperf3_port: int = 5201
+    test_seconds: float = 8.0
+    monthly_budget_gb: float = 2.0
+
+
+@dataclass(frozen=True)
+class WifiClass:
+    """One class of Wi-Fi user (guest or member): daily quota, rates, policy when spent."""
+
+    daily_quota_mb: int
+    down_mbit: float
+    up_mbit: float
+    when_spent: str
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The Wi-Fi gateway: interfaces, the LAN's address, the portal, the classes."""
+
+    lan_interface: str = "wlan0"
+    wan_interface: str = "eth0"
+    lan_address: str = "10.42.0.1/24"
+    lan_is_bridge: bool = False
+    portal_port: int = 8088
+    blocked_networks: tuple[str, ...] = (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+    )
+    nft_path: str = "/usr/sbin/nft"
+    persist_seconds: float = 60.0
+    guest: WifiClass = WifiClass(1000, 5.0, 0.5, "block")
+    member: WifiClass = WifiClass(20000, 25.0, 1.0, "throttle")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     site_name: str = "Télécentre"
@@ -78,6 +140,10 @@ class Config:
     metrics_listen: str = "127.0.0.1"
     door_metrics_port: int = 9101
     web_metrics_port: int = 9102
+    link: LinkConfig = field(default_factory=LinkConfig)
+    link_metrics_port: int = 9103
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    gateway_metrics_port: int = 9104
 
     @property
     def tz(self) -> ZoneInfo:
@@ -94,6 +160,14 @@ class Config:
     @property
     def door_socket(self) -> Path:
         return self.runtime_dir / "door.sock"
+
+    @property
+    def link_socket(self) -> Path:
+        return self.runtime_dir / "link.sock"
+
+    @property
+    def gateway_socket(self) -> Path:
+        return self.runtime_dir / "gateway.sock"
 
     @property
     def board_path(self) -> Path:
@@ -180,6 +254,123 @@ def _pin(r: _Reader, key: str, default: int | None, *, optional: bool = False) -
         expected = "a BCM GPIO number from 2 to 27" + (" or false" if optional else "")
         raise r.fail(key, value, expected)
     return value
+
+
+def _ipv4(r: _Reader, key: str, value: Any, *, empty_ok: bool = False) -> str:
+    if empty_ok and value == "":
+        return ""
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except (ipaddress.AddressValueError, ValueError, TypeError):
+        raise r.fail(key, value, 'an IPv4 address such as "192.0.2.10"'
+                     + (' or "" to find it' if empty_ok else "")) from None
+
+
+def _texts(r: _Reader, key: str, default: tuple[str, ...], expected: str) -> tuple[str, ...]:
+    value = r.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise r.fail(key, value, expected)
+    return tuple(value)
+
+
+def _link(r: _Reader) -> LinkConfig:
+    """The [link] section: the line monitor."""
+    interval = r.number("probe_interval", 10, 1, 600, " seconds")
+    timeout = r.number("probe_timeout", 1.0, 0.05, 5, " seconds")
+    if timeout * 3 > interval:
+        raise r.fail("probe_timeout", timeout, f"at most a third of probe_interval ({interval:g})")
+    anchors = _texts(r, "anchors", LinkConfig.anchors, 'a list of IPv4 addresses like ["9.9.9.9"]')
+    anchors = tuple(_ipv4(r, f"anchors[{i}]", a) for i, a in enumerate(anchors))
+    if len(anchors) < 2:
+        raise r.fail("anchors", list(anchors), "two or more internet anchors")
+    hours = r.integer("test_interval_hours", 4, 1, 24)
+    if 24 % hours:
+        raise r.fail("test_interval_hours", hours, "1, 2, 3, 4, 6, 8, 12 or 24")
+    backend = r.string("test_backend", "iperf3", choices=("iperf3", "speedtest"))
+    iperf3_server = r.get("iperf3_server", "")
+    if not isinstance(iperf3_server, str) or len(iperf3_server) > 253 or (
+        iperf3_server and not all(c.isalnum() or c in ".-:" for c in iperf3_server)
+    ):
+        raise r.fail("iperf3_server", iperf3_server, "a host name or address")
+    names = _texts(r, "dns_names", LinkConfig.dns_names, 'a list of names like ["wikipedia.org"]')
+    link = LinkConfig(
+        wan_interface=r.string("wan_interface", "eth0", maxlen=15),
+        probe_interval=interval,
+        probe_timeout=timeout,
+        gateway=_ipv4(r, "gateway", r.get("gateway", ""), empty_ok=True),
+        isp_hop=_ipv4(r, "isp_hop", r.get("isp_hop", ""), empty_ok=True),
+        anchors=anchors,
+        resolver=_ipv4(r, "resolver", r.get("resolver", ""), empty_ok=True),
+        dns_names=names,
+        down_after=r.integer("down_after", 3, 1, 100),
+        up_after=r.integer("up_after", 3, 1, 100),
+        contracted_download_mbps=r.number("contracted_download_mbps", 30, 0.01, 100000, " Mbit/s"),
+        contracted_upload_mbps=r.number("contracted_upload_mbps", 1, 0.01, 100000, " Mbit/s"),
+        scheduled_tests=r.boolean("scheduled_tests", True),
+        test_interval_hours=hours,
+        test_backend=backend,
+        iperf3_server=iperf3_server,
+        iperf3_port=r.integer("iperf3_port", 5201, 1, 65535),
+        test_seconds=r.number("test_seconds", 8, 2, 60, " seconds"),
+        monthly_budget_gb=r.number("monthly_budget_gb", 2, 0, 10000, " GB"),
+    )
+    r.check_unknown()
+    return link
+
+
+def _wifi_class(r: _Reader, default: WifiClass) -> WifiClass:
+    """[gateway.guest] or [gateway.member]."""
+    wc = WifiClass(
+        daily_quota_mb=r.integer("daily_quota_mb", default.daily_quota_mb, 1, 10_000_000),
+        down_mbit=r.number("down_mbit", default.down_mbit, 0.1, 10000, " Mbit/s"),
+        up_mbit=r.number("up_mbit", default.up_mbit, 0.1, 10000, " Mbit/s"),
+        when_spent=r.string("when_spent", default.when_spent, choices=("block", "throttle")),
+    )
+    r.check_unknown()
+    return wc
+
+
+def _gateway(r: _Reader) -> GatewayConfig:
+    """The [gateway] section: the Wi-Fi gateway."""
+    d = GatewayConfig()
+    lan = r.string("lan_interface", d.lan_interface, maxlen=15)
+    wan = r.string("wan_interface", d.wan_interface, maxlen=15)
+    for key, value in (("lan_interface", lan), ("wan_interface", wan)):
+        if not all(c.isalnum() or c in "_.-@" for c in value):
+            raise r.fail(key, value, 'an interface name such as "wlan0"')
+    if lan == wan:
+        raise r.fail("lan_interface", lan, f"an interface other than wan_interface ({wan})")
+    address = r.string("lan_address", d.lan_address, maxlen=18)
+    try:
+        iface = ipaddress.IPv4Interface(address)
+        if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address,
+                                                       iface.network.broadcast_address):
+            raise ValueError
+    except ValueError:
+        raise r.fail("lan_address", address, 'the box\'s LAN address and prefix, "10.42.0.1/24"'
+                     ) from None
+    blocked = _texts(r, "blocked_networks", d.blocked_networks,
+                     'a list of IPv4 networks like ["192.168.0.0/16"]')
+    for i, net in enumerate(blocked):
+        try:
+            ipaddress.IPv4Network(net)
+        except ValueError:
+            raise r.fail(f"blocked_networks[{i}]", net, 'an IPv4 network like "192.168.0.0/16"'
+                         ) from None
+    gw = GatewayConfig(
+        lan_interface=lan,
+        wan_interface=wan,
+        lan_address=str(iface),
+        lan_is_bridge=r.boolean("lan_is_bridge", d.lan_is_bridge),
+        portal_port=r.integer("portal_port", d.portal_port, 1, 65535),
+        blocked_networks=blocked,
+        nft_path=r.string("nft_path", d.nft_path, maxlen=4096),
+        persist_seconds=r.number("persist_seconds", d.persist_seconds, 5, 60, " seconds"),
+        guest=_wifi_class(r.table("guest"), d.guest),
+        member=_wifi_class(r.table("member"), d.member),
+    )
+    r.check_unknown()
+    return gw
 
 
 def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = None) -> Config:
@@ -290,6 +481,9 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
         c.check_unknown()
         closures.append(Closure(start=start, end=end, label=label))
 
+    link = _link(root.table("link"))
+    gateway = _gateway(root.table("gateway"))
+
     ret = root.table("retention")
     access_log_days = ret.integer("access_log_days", 90, 1, 3650)
     ret.check_unknown()
@@ -303,6 +497,8 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
     metrics_listen = met.string("listen", "127.0.0.1")
     door_metrics_port = met.integer("door_port", 9101, 0, 65535)
     web_metrics_port = met.integer("web_port", 9102, 0, 65535)
+    link_metrics_port = met.integer("link_port", 9103, 0, 65535)
+    gateway_metrics_port = met.integer("gateway_port", 9104, 0, 65535)
     met.check_unknown()
     root.check_unknown()
 
@@ -325,6 +521,10 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
         metrics_listen=metrics_listen,
         door_metrics_port=door_metrics_port,
         web_metrics_port=web_metrics_port,
+        link=link,
+        link_metrics_port=link_metrics_port,
+        gateway=gateway,
+        gateway_metrics_port=gateway_metrics_port,
     )
 
 

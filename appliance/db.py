@@ -79,13 +79,114 @@ MIGRATIONS: list[str] = [
         last_login_at REAL
     );
     """,
-    # 2: line monitor (the link service's tables)
+    # 2: line monitor (the link service's tables). Times are UNIX seconds, rates bits
+    # per second, RTTs seconds. Raw probes are kept 30 days, the rest 2 years.
     """
-    SELECT 1;
+    CREATE TABLE link_probes (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('gateway', 'isp_hop', 'anchor', 'dns')),
+        target TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        rtt_s REAL
+    );
+    CREATE INDEX link_probes_at ON link_probes (at);
+
+    CREATE TABLE link_hourly (
+        hour REAL NOT NULL,
+        role TEXT NOT NULL,
+        target TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        rtt_min_s REAL,
+        rtt_avg_s REAL,
+        rtt_max_s REAL,
+        PRIMARY KEY (hour, role, target)
+    );
+
+    CREATE TABLE link_tests (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'admin')),
+        result TEXT NOT NULL
+            CHECK (result IN ('ok', 'failed', 'skipped_busy', 'skipped_budget')),
+        backend TEXT NOT NULL,
+        server TEXT,
+        download_bps REAL,
+        upload_bps REAL,
+        download_ratio REAL,
+        upload_ratio REAL,
+        idle_rtt_s REAL,
+        loaded_rtt_s REAL,
+        added_delay_s REAL,
+        grade TEXT,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        detail TEXT
+    );
+    CREATE INDEX link_tests_at ON link_tests (at);
+
+    CREATE TABLE link_outages (
+        id INTEGER PRIMARY KEY,
+        cause TEXT NOT NULL CHECK (cause IN ('lan', 'access', 'upstream', 'dns')),
+        start REAL NOT NULL,
+        end REAL
+    );
+    CREATE INDEX link_outages_start ON link_outages (start);
     """,
     # 3: Wi-Fi gateway (the gateway service's tables)
     """
-    SELECT 1;
+    -- One row per quota owner for the current local day: restored (nft `used`) after
+    -- a restart, reset at midnight. owner_id is a member id, a voucher id or a
+    -- guest_devices id according to owner_kind.
+    CREATE TABLE wifi_quotas (
+        owner_kind TEXT NOT NULL CHECK (owner_kind IN ('member', 'voucher', 'guest')),
+        owner_id INTEGER NOT NULL,
+        day TEXT NOT NULL,
+        limit_bytes INTEGER NOT NULL,
+        used_bytes INTEGER NOT NULL DEFAULT 0,
+        base_bytes INTEGER NOT NULL DEFAULT 0,
+        policy TEXT NOT NULL CHECK (policy IN ('block', 'throttle')),
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (owner_kind, owner_id)
+    );
+
+    -- A guest's quota belongs to the device: one id per MAC seen at the portal.
+    CREATE TABLE guest_devices (
+        id INTEGER PRIMARY KEY,
+        mac TEXT NOT NULL UNIQUE,
+        first_seen REAL NOT NULL
+    );
+
+    CREATE TABLE vouchers (
+        id INTEGER PRIMARY KEY,
+        batch TEXT NOT NULL,
+        code_hash TEXT NOT NULL UNIQUE,
+        quota_bytes INTEGER NOT NULL,
+        max_devices INTEGER NOT NULL DEFAULT 1,
+        valid_until REAL,
+        created_at REAL NOT NULL,
+        created_by TEXT,
+        first_used_at REAL,
+        revoked_at REAL
+    );
+
+    -- The legal log (CPCE L34-1, kept one year): one row per device session; never
+    -- URLs or content.
+    CREATE TABLE wifi_sessions (
+        id INTEGER PRIMARY KEY,
+        owner_kind TEXT NOT NULL CHECK (owner_kind IN ('member', 'voucher', 'guest')),
+        owner_id INTEGER NOT NULL,
+        mac TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        end_reason TEXT,
+        bytes_up INTEGER NOT NULL DEFAULT 0,
+        bytes_down INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX wifi_sessions_started ON wifi_sessions (started_at);
+    CREATE INDEX wifi_sessions_open ON wifi_sessions (mac) WHERE ended_at IS NULL;
     """,
 ]
 

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -60,8 +61,10 @@ def ensure_admin(config: Config, username: str, password: str | None) -> str | N
         conn.close()
 
 
-def wait_for_signal() -> int:
-    """Block until SIGTERM or SIGINT; returns the signal number."""
+def catch_stop_signals() -> Callable[[], int]:
+    """Catch SIGTERM and SIGINT from now on; returns a function that blocks until one has
+    come and returns its number. Call it before telling systemd READY=1: a stop that
+    arrives right after must find the handler in place, not kill the process outright."""
     got: list[int] = []
     done = threading.Event()
 
@@ -71,9 +74,18 @@ def wait_for_signal() -> int:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    while not done.wait(1.0):
-        pass
-    return got[0]
+
+    def wait() -> int:
+        while not done.wait(1.0):
+            pass
+        return got[0]
+
+    return wait
+
+
+def wait_for_signal() -> int:
+    """Block until SIGTERM or SIGINT; returns the signal number."""
+    return catch_stop_signals()()
 
 
 def write_text_private(path: Path, text: str) -> None:

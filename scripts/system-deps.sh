@@ -8,7 +8,11 @@ want="${1:-base}"
 base_pkgs="python3 python3-venv python3-pip"
 # chromium: the panel's browser tests; prometheus: promtool checks the metrics;
 # sqlite3: inspecting the state database in tests and by hand.
-test_pkgs="chromium prometheus sqlite3 procps"
+# systemd: systemd-analyze verify/security on our units; device-tree-compiler: dtc.
+# iperf3, iproute2, nftables, dnsutils: the link service's real-network tests in
+# namespaces (iperf3 is also the product's own-server backend); nftables and iproute2
+# also the gateway's namespace tests; dnsmasq: the gateway's DHCP (option 114) tests.
+test_pkgs="chromium prometheus sqlite3 procps systemd device-tree-compiler iperf3 iproute2 nftables dnsutils dnsmasq"
 
 missing=""
 need() { # package, command-or-path that proves it is there
@@ -22,6 +26,13 @@ if [ "$want" = test ]; then
   need prometheus promtool
   need sqlite3 sqlite3
   need procps pgrep
+  need systemd systemd-analyze
+  need device-tree-compiler dtc
+  need iperf3 iperf3
+  need iproute2 ss
+  need nftables nft
+  need dnsutils dig
+  need dnsmasq /usr/sbin/dnsmasq
 fi
 [ -z "$missing" ] && exit 0
 

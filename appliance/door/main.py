@@ -13,7 +13,7 @@ from appliance.door.guardian import start_guardian
 from appliance.door.hardware import LOCK_LABEL, build_hardware
 from appliance.door.service import DoorService, load_site_secret
 from appliance.hardware import board
-from appliance.runtime import serve_metrics, wait_for_signal
+from appliance.runtime import catch_stop_signals, serve_metrics
 from appliance.sdnotify import notify
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,11 @@ def run(config: Config) -> int:
         config.metrics_listen,
         metrics.server_port,
     )
+    wait_for_stop = catch_stop_signals()
     notify("READY=1")
     notify("STATUS=door ready")
     try:
-        signum = wait_for_signal()
+        signum = wait_for_stop()
         log.info("stopping on %s", signal.Signals(signum).name)
     finally:
         notify("STOPPING=1")

@@ -303,7 +303,9 @@ def table_commands(net: Network) -> list[Command]:
     oif_lan = _match(_meta("oifname"), lan)
     unauthorized = _match(_MAC_IP_SRC, "@allowed4", "!=")
     ipv6 = _match(_meta("nfproto"), "ipv6")
-    blocked = [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}} for n in net.blocked]
+    blocked = [
+        {"prefix": {"addr": str(n.network_address), "len": n.prefixlen}} for n in net.blocked
+    ]
     cmds: list[Command] = [
         _add("set", name="allowed4", type=["ether_addr", "ipv4_addr"]),
         _add("map", name="up4", type=["ether_addr", "ipv4_addr"], map="verdict"),
@@ -319,8 +321,14 @@ def table_commands(net: Network) -> list[Command]:
         _rule(
             "prerouting",
             iif_lan,
+            _match(_payload("ip", "daddr"), box),
             _match(_payload("tcp", "dport"), 80),
-            _match(_payload("ip", "daddr"), box, "!="),
+            {"redirect": {"port": net.portal_port}},
+        ),
+        _rule(
+            "prerouting",
+            iif_lan,
+            _match(_payload("tcp", "dport"), 80),
             unauthorized,
             {"redirect": {"port": net.portal_port}},
         ),
