@@ -1,0 +1,43 @@
+"""`telecentre gateway`: the gateway service as a process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+log = logging.getLogger(__name__)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """The CLI handler (imports kept inside: `telecentre --help` stays fast)."""
+    from appliance.cli import _load
+
+    return run(_load(args))
+
+
+def run(config) -> int:
+    from appliance.gateway.ruleset import NftRunner
+    from appliance.gateway.service import GatewayService
+    from appliance.runtime import serve_metrics, wait_for_signal
+    from appliance.sdnotify import notify
+
+    service = GatewayService(config, NftRunner((config.gateway.nft_path,))).start()
+    metrics = serve_metrics(service.registry, config.metrics_listen, config.gateway_metrics_port)
+    log.info(
+        "gateway running (LAN %s, WAN %s); metrics on %s:%d",
+        config.gateway.lan_interface,
+        config.gateway.wan_interface,
+        config.metrics_listen,
+        metrics.server_port,
+    )
+    notify("READY=1")
+    notify("STATUS=gateway ready")
+    try:
+        signum = wait_for_signal()
+        log.info("stopping on %s", signal.Signals(signum).name)
+    finally:
+        notify("STOPPING=1")
+        service.stop()  # saves the counts; the table stays for the next start
+        metrics.shutdown()
+    return 0

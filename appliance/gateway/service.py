@@ -1,0 +1,462 @@
+"""The gateway service: owns `inet telecentre`, the devices' sessions and the quotas.
+
+The kernel enforces (nftables quotas, exact to a packet); this service decides who is
+authorized, keeps the day's counts in SQLite (every `persist_seconds`, at most 60 s)
+so a restart or a reboot restores them with `used`, and resets them at local
+midnight. Commands (authorize, kick, extend, reset, status) arrive over a UNIX
+socket from the web service; nothing is replayed from a table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from appliance import db
+from appliance.config import Config, WifiClass
+from appliance.gateway import quotas as qm
+from appliance.gateway import ruleset as rs
+from appliance.ipc import CommandServer
+from appliance.sdnotify import notify
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("guest", "voucher", "member")
+
+
+class GatewayMetrics:
+    """About the site's Wi-Fi, never about a person: no MAC, IP or name in any label."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.devices = Gauge(
+            "telecentre_wifi_devices", "Authorized devices by class.", ["class"], registry=registry
+        )
+        self.exhausted = Gauge(
+            "telecentre_wifi_quotas_exhausted",
+            "Quotas spent today, by class.",
+            ["class"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "telecentre_wifi_bytes",
+            "Bytes counted by the kernel's quotas (both directions), by class.",
+            ["class"],
+            registry=registry,
+        )
+        self.authorizations = Counter(
+            "telecentre_wifi_authorizations",
+            "Device authorizations by class and result.",
+            ["class", "result"],
+            registry=registry,
+        )
+        self.nft_errors = Counter(
+            "telecentre_wifi_nft_errors", "nft transactions refused.", registry=registry
+        )
+        for c in CLASSES:
+            self.devices.labels(c)
+            self.exhausted.labels(c)
+            self.bytes.labels(c)
+
+
+def _policy(wc: WifiClass) -> qm.ClassPolicy:
+    return qm.ClassPolicy(
+        daily_quota_bytes=wc.daily_quota_mb * 1_000_000,
+        down_kbit=int(wc.down_mbit * 1000),
+        up_kbit=int(wc.up_mbit * 1000),
+        when_spent=wc.when_spent,
+    )
+
+
+def network_from_config(config: Config) -> rs.Network:
+    g = config.gateway
+    return rs.Network(
+        lan=g.lan_interface,
+        wan=g.wan_interface,
+        lan_address=ipaddress.IPv4Interface(g.lan_address),
+        portal_port=g.portal_port,
+        blocked=tuple(ipaddress.IPv4Network(n) for n in g.blocked_networks),
+        lan_is_bridge=g.lan_is_bridge,
+    )
+
+
+class GatewayService:
+    """Sessions and quotas over an `NftRunner` (pass a runner for a namespace in tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        nft: rs.NftRunner,
+        *,
+        registry: CollectorRegistry | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.nft = nft
+        self.wall = wall
+        self.net = network_from_config(config)
+        self.policies = {
+            "guest": _policy(config.gateway.guest),
+            "member": _policy(config.gateway.member),
+        }
+        self.registry = registry or CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.conn = db.open_db(config.db_path)
+        self._lock = threading.RLock()
+        self.ledgers: dict[rs.Owner, qm.Ledger] = {}
+        self.devices: dict[str, rs.Device] = {}  # by MAC
+        self.day = qm.local_day(wall(), config.tz)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.server: CommandServer | None = None
+        self.last_persist = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, *, socket: bool = True, loop: bool = True) -> GatewayService:
+        self.restore()
+        if socket:
+            self.server = CommandServer(self.config.gateway_socket, self.handlers()).start()
+        if loop:
+            self._thread = threading.Thread(target=self.run, name="gateway-loop", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Save the counts; the table stays so devices keep working across a restart."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.server is not None:
+            self.server.stop()
+        try:
+            self.persist()
+        finally:
+            self.conn.close()
+
+    def run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.step()
+            except Exception:  # the loop must outlive one failed nft call
+                log.exception("gateway loop step failed")
+
+    def step(self) -> None:
+        """One turn: midnight reset when the local day changed; persist when due."""
+        now = self.wall()
+        if qm.local_day(now, self.config.tz) != self.day:
+            self.new_day()
+        if now - self.last_persist >= self.config.gateway.persist_seconds:
+            self.persist()
+        notify("WATCHDOG=1")
+
+    # --- state ----------------------------------------------------------------------
+
+    def _default_limit(self, owner: rs.Owner) -> int:
+        if owner.kind == "voucher":
+            row = self.conn.execute(
+                "SELECT quota_bytes FROM vouchers WHERE id = ?", (owner.id,)
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"no voucher #{owner.id}")
+            return int(row[0])
+        return self.policies[qm.owner_class(owner)].daily_quota_bytes
+
+    def _new_ledger(self, owner: rs.Owner) -> qm.Ledger:
+        policy = self.policies[qm.owner_class(owner)]
+        return qm.new_ledger(owner, self.day, policy, self._default_limit(owner))
+
+    def restore(self) -> None:
+        """Rebuild the table from the database and whatever the kernel still counts."""
+        with self._lock:
+            self.day = qm.local_day(self.wall(), self.config.tz)
+            stored = [
+                qm.Ledger(
+                    rs.Owner(r["owner_kind"], r["owner_id"]),
+                    dt.date.fromisoformat(r["day"]),
+                    r["limit_bytes"],
+                    r["used_bytes"],
+                    r["policy"],
+                    r["base_bytes"],
+                )
+                for r in self.conn.execute("SELECT * FROM wifi_quotas")
+            ]
+            kernel = self.nft.read_quotas()
+            self.ledgers = {ledger.owner: ledger for ledger in qm.restore(stored, kernel, self.day)}
+            self.devices = {}
+            for r in self.conn.execute(
+                "SELECT owner_kind, owner_id, mac, ip FROM wifi_sessions WHERE ended_at IS NULL"
+            ):
+                owner = rs.Owner(r["owner_kind"], r["owner_id"])
+                device = rs.Device.parse(r["mac"], r["ip"], owner)
+                if owner not in self.ledgers:
+                    self.ledgers[owner] = self._new_ledger(owner)
+                self.devices[device.mac] = device
+            self._apply(
+                rs.full_ruleset(
+                    self.net, [x.quota() for x in self.ledgers.values()], self.devices.values()
+                )
+            )
+            self._save_ledgers()
+            self._update_gauges()
+            log.info(
+                "gateway table loaded: %d quotas, %d devices", len(self.ledgers), len(self.devices)
+            )
+
+    def _apply(self, commands: list[rs.Command]) -> list[dict[str, Any]]:
+        try:
+            return self.nft.apply(commands)
+        except rs.NftError:
+            self.metrics.nft_errors.inc()
+            raise
+
+    def _save_ledgers(self, owners: list[rs.Owner] | None = None) -> None:
+        now = self.wall()
+        rows = [
+            (
+                x.owner.kind,
+                x.owner.id,
+                x.day.isoformat(),
+                x.limit_bytes,
+                x.used_bytes,
+                x.base_bytes,
+                x.policy,
+                now,
+            )
+            for o, x in self.ledgers.items()
+            if owners is None or o in owners
+        ]
+        with db.transaction(self.conn):
+            if owners is None:
+                self.conn.execute("DELETE FROM wifi_quotas")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO wifi_quotas (owner_kind, owner_id, day, limit_bytes, "
+                "used_bytes, base_bytes, policy, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def persist(self) -> None:
+        """Read the kernel's counters, count bytes by class, save the day's ledgers."""
+        with self._lock:
+            readings = self.nft.read_quotas()
+            for owner, ledger in list(self.ledgers.items()):
+                updated = qm.observe(ledger, readings.get(owner))
+                delta = updated.used_bytes - ledger.used_bytes
+                if delta > 0:
+                    self.metrics.bytes.labels(owner.kind).inc(delta)
+                self.ledgers[owner] = updated
+            try:
+                self._save_ledgers()
+            except sqlite3.Error as exc:
+                log.error("quota counts not saved (%s); will retry", exc)
+                return
+            self.last_persist = self.wall()
+            self._update_gauges()
+
+    def new_day(self) -> None:
+        """Local midnight: every counter back to zero, every limit back to its default."""
+        with self._lock:
+            self.persist()
+            day = qm.local_day(self.wall(), self.config.tz)
+            fresh = {o: qm.new_day(x, day, self._default_limit(o)) for o, x in self.ledgers.items()}
+            cmds = rs.reset_commands(fresh)
+            for o, x in fresh.items():
+                cmds += rs.extend_commands(o, x.limit_bytes)
+            self._apply(cmds)
+            self.day = day
+            self.ledgers = fresh
+            self._save_ledgers()
+            self._update_gauges()
+            log.info("new day %s: %d quotas reset", day.isoformat(), len(fresh))
+
+    def _update_gauges(self) -> None:
+        counts = dict.fromkeys(CLASSES, 0)
+        for d in self.devices.values():
+            counts[d.owner.kind] += 1
+        spent = dict.fromkeys(CLASSES, 0)
+        for o, x in self.ledgers.items():
+            spent[o.kind] += x.spent
+        for c in CLASSES:
+            self.metrics.devices.labels(c).set(counts[c])
+            self.metrics.exhausted.labels(c).set(spent[c])
+
+    # --- actions --------------------------------------------------------------------
+
+    def guest_owner(self, mac: str) -> rs.Owner:
+        """A guest's quota belongs to the device: one owner id per MAC."""
+        mac = rs.normalize_mac(mac)
+        with db.transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO guest_devices (mac, first_seen) VALUES (?, ?)",
+                (mac, self.wall()),
+            )
+            row = self.conn.execute("SELECT id FROM guest_devices WHERE mac = ?", (mac,)).fetchone()
+        return rs.Owner("guest", row[0])
+
+    def authorize(self, owner: rs.Owner, mac: str, ip: str) -> rs.Device:
+        """Bind MAC and IP to the owner's quota, in one transaction with any clean-up."""
+        device = rs.Device.parse(mac, ip, owner)
+        with self._lock:
+            cmds: list[rs.Command] = []
+            stale = [
+                d
+                for d in self.devices.values()
+                if d.mac == device.mac or (d.ip == device.ip and d.mac != device.mac)
+            ]
+            for d in stale:
+                cmds += rs.remove_device_commands(d)
+            new_owner = owner not in self.ledgers
+            ledger = self.ledgers.get(owner) or self._new_ledger(owner)
+            if new_owner:
+                cmds += rs.owner_commands(ledger.quota())
+            cmds += rs.device_commands(device)
+            try:
+                self._apply(cmds)
+            except rs.NftError:
+                self.metrics.authorizations.labels(owner.kind, "error").inc()
+                raise
+            now = self.wall()
+            with db.transaction(self.conn):
+                for d in stale:
+                    self.devices.pop(d.mac, None)
+                    self._end_session(d, now, "replaced")
+                self.conn.execute(
+                    "INSERT INTO wifi_sessions (owner_kind, owner_id, mac, ip, started_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (owner.kind, owner.id, device.mac, str(device.ip), now),
+                )
+            self.devices[device.mac] = device
+            if new_owner:
+                self.ledgers[owner] = ledger
+                self._save_ledgers([owner])
+            self.metrics.authorizations.labels(owner.kind, "ok").inc()
+            self._update_gauges()
+        return device
+
+    def _end_session(self, device: rs.Device, now: float, reason: str) -> None:
+        self.conn.execute(
+            "UPDATE wifi_sessions SET ended_at = ?, end_reason = ? "
+            "WHERE mac = ? AND ended_at IS NULL",
+            (now, reason, device.mac),
+        )
+
+    def kick(self, mac: str, reason: str = "kicked") -> bool:
+        """Take a device off the internet now; False if it was not authorized."""
+        mac = rs.normalize_mac(mac)
+        with self._lock:
+            device = self.devices.get(mac)
+            if device is None:
+                return False
+            self._apply(rs.remove_device_commands(device))
+            del self.devices[mac]
+            with db.transaction(self.conn):
+                self._end_session(device, self.wall(), reason)
+            self._update_gauges()
+        return True
+
+    def extend(self, owner: rs.Owner, extra_bytes: int) -> qm.Ledger:
+        """Give an owner `extra_bytes` more today, exactly (see quotas.extend)."""
+        with self._lock:
+            ledger = self.ledgers.get(owner)
+            if ledger is None:
+                raise ValueError(f"no quota today for {owner.kind} #{owner.id}")
+            ledger = qm.observe(ledger, self.nft.read_quotas().get(owner))
+            plan = qm.extend(ledger, extra_bytes)
+            cmds: list[rs.Command] = []
+            if plan.reset_counter:
+                cmds += rs.reset_commands([owner])
+            cmds += rs.extend_commands(owner, plan.ledger.limit_bytes)
+            self._apply(cmds)
+            self.ledgers[owner] = plan.ledger
+            self._save_ledgers([owner])
+            self._update_gauges()
+            return plan.ledger
+
+    def reset(self, owner: rs.Owner) -> qm.Ledger:
+        """An admin's reset: today's count back to zero, the default limit back."""
+        with self._lock:
+            ledger = self.ledgers.get(owner)
+            if ledger is None:
+                raise ValueError(f"no quota today for {owner.kind} #{owner.id}")
+            fresh = qm.new_day(ledger, self.day, self._default_limit(owner))
+            self._apply(rs.reset_commands([owner]) + rs.extend_commands(owner, fresh.limit_bytes))
+            self.ledgers[owner] = fresh
+            self._save_ledgers([owner])
+            self._update_gauges()
+            return fresh
+
+    # --- commands over the UNIX socket ---------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "status": self.cmd_status,
+            "authorize": self.cmd_authorize,
+            "kick": self.cmd_kick,
+            "extend": self.cmd_extend,
+            "reset": self.cmd_reset,
+        }
+
+    def _owner(self, req: dict[str, Any]) -> rs.Owner:
+        kind = req.get("kind")
+        if kind == "guest" and "owner_id" not in req:
+            return self.guest_owner(str(req.get("mac", "")))
+        return rs.Owner(str(kind), req.get("owner_id"))  # type: ignore[arg-type]
+
+    def cmd_authorize(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            owner = self._owner(req)
+            device = self.authorize(owner, str(req.get("mac", "")), str(req.get("ip", "")))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "owner": {"kind": owner.kind, "id": owner.id}, "mac": device.mac}
+
+    def cmd_kick(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            found = self.kick(str(req.get("mac", "")))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "kicked": found}
+
+    def cmd_extend(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            ledger = self.extend(self._owner(req), req.get("extra_bytes"))  # type: ignore[arg-type]
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, **_ledger_json(ledger)}
+
+    def cmd_reset(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            ledger = self.reset(self._owner(req))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, **_ledger_json(ledger)}
+
+    def cmd_status(self, _req: dict[str, Any]) -> dict[str, Any]:
+        """Devices and quotas for the admin panel (a local socket, not metrics)."""
+        with self._lock:
+            quotas = [
+                {"kind": o.kind, "id": o.id, **_ledger_json(x)}
+                for o, x in sorted(self.ledgers.items())
+            ]
+            devices = [
+                {"mac": d.mac, "ip": str(d.ip), "kind": d.owner.kind, "owner_id": d.owner.id}
+                for d in self.devices.values()
+            ]
+        return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices}
+
+
+def _ledger_json(x: qm.Ledger) -> dict[str, Any]:
+    return {
+        "used_bytes": x.total_used,
+        "limit_bytes": x.total_limit,
+        "remaining_bytes": x.remaining,
+        "spent": x.spent,
+        "policy": x.policy,
+    }

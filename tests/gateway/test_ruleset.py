@@ -1,0 +1,224 @@
+"""The ruleset's JSON, checked without a kernel: names, bindings, validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from appliance.gateway import ruleset as rs
+
+NET = rs.Network("br-lan", "eth0", ipaddress.IPv4Interface("10.42.0.1/24"), lan_is_bridge=True)
+M = rs.Owner("member", 12)
+G = rs.Owner("guest", 3)
+
+
+def _objects(cmds, kind):
+    return [c[verb][kind] for c in cmds for verb in c if kind in c[verb]]
+
+
+def test_owner_names_are_built_from_numbers_only():
+    assert (M.chain, M.quota, M.limit) == ("o_m12", "q_m12", "l_m12")
+    assert rs.Owner("voucher", 7).tag == "v7"
+    assert rs.Owner.from_tag("g3") == G
+    for bad in ("x3", "m", "m1a", "", "m-1"):
+        assert rs.Owner.from_tag(bad) is None
+    for kind, id_ in (
+        ("admin", 1),
+        ("member", 0),
+        ("member", -1),
+        ("member", "1"),
+        ("guest", True),
+    ):
+        with pytest.raises(ValueError):
+            rs.Owner(kind, id_)
+
+
+@pytest.mark.parametrize(
+    "mac",
+    ["aa:bb:cc:dd:ee", "zz:bb:cc:dd:ee:ff", '"; flush ruleset', "01:00:5e:00:00:01", 5, ""],
+)
+def test_bad_macs_are_refused(mac):
+    with pytest.raises(ValueError):
+        rs.normalize_mac(mac)
+
+
+def test_mac_forms_normalized():
+    assert rs.normalize_mac(" AA-BB-CC-DD-EE-02 ") == "aa:bb:cc:dd:ee:02"
+
+
+@pytest.mark.parametrize("ip", ["fd00::1", "10.0.0.0/24", "10.0.0.1; drop", "", "256.1.1.1"])
+def test_bad_ips_are_refused(ip):
+    with pytest.raises(ValueError):
+        rs.parse_ipv4(ip)
+
+
+@pytest.mark.parametrize("name", ["eth0; nft flush", "", "a" * 16, "wl an0", 'x"'])
+def test_bad_interface_names_are_refused(name):
+    with pytest.raises(ValueError):
+        rs.Network(name, "eth0", ipaddress.IPv4Interface("10.42.0.1/24"))
+
+
+def test_full_ruleset_replaces_the_table_atomically_and_binds_mac_and_ip():
+    d = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.10", M)
+    cmds = rs.full_ruleset(NET, [rs.OwnerQuota(M, 1000, 10, "throttle")], [d])
+    table = {"family": "inet", "name": "telecentre"}
+    assert cmds[:3] == [
+        {"add": {"table": table}},
+        {"delete": {"table": table}},
+        {"add": {"table": table}},
+    ]
+    quota = _objects(cmds, "quota")
+    assert quota[0] == {
+        "family": "inet",
+        "table": "telecentre",
+        "name": "q_m12",
+        "bytes": 1000,
+        "used": 10,
+        "inv": True,
+    }
+    limit = _objects(cmds, "limit")[0]
+    assert (limit["rate"], limit["rate_unit"], limit["inv"]) == (32, "kbytes", True)
+    elements = {e["name"]: e["elem"] for e in _objects(cmds, "element")}
+    assert elements["allowed4"] == [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}]
+    assert elements["up4"] == [
+        [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}, {"goto": {"target": "o_m12"}}]
+    ]
+    assert elements["down4"] == [["10.42.0.10", {"goto": {"target": "o_m12"}}]]
+    # Chains that are jumped to exist before the rule that jumps.
+    seen = set()
+    for c in cmds:
+        obj = c.get("add", {})
+        if "chain" in obj:
+            seen.add(obj["chain"]["name"])
+        for e in obj.get("rule", {}).get("expr", []):
+            if "jump" in e:
+                assert e["jump"]["target"] in seen
+    # The bridge table is there when the LAN is a bridge.
+    assert {"add": {"table": {"family": "bridge", "name": "telecentre"}}} in cmds
+
+
+def test_block_policy_has_no_limit_and_the_owner_chain_drops_when_spent():
+    cmds = rs.owner_commands(rs.OwnerQuota(G, 500))
+    assert _objects(cmds, "limit") == []
+    rules = [r["expr"] for r in _objects(cmds, "rule")]
+    assert rules == [[{"quota": "q_g3"}, {"drop": None}], [{"accept": None}]]
+
+
+def test_unauthorized_rules_and_ipv6_drops_present():
+    rules = _objects(rs.table_commands(NET), "rule")
+    by_chain: dict[str, list] = {}
+    for r in rules:
+        by_chain.setdefault(r["chain"], []).append(r["expr"])
+    ipv6_drop = [
+        {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}},
+        {"drop": None},
+    ]
+    for chain in ("from_lan", "to_lan", "lan_to_box"):
+        assert by_chain[chain][0] == ipv6_drop
+        assert by_chain[chain][-1] == [{"drop": None}]
+    redirects = [e for r in by_chain["prerouting"] for e in r if "redirect" in e]
+    assert {"redirect": {"port": 8088}} in redirects
+    assert any("masquerade" in e for r in by_chain["postrouting"] for e in r)
+
+
+def test_user_text_never_reaches_a_name():
+    """Whatever a device sends, only validated MAC/IP values reach the JSON, as values."""
+    with pytest.raises(ValueError):
+        rs.Device.parse('aa:bb:cc:dd:ee:01"; flush ruleset', "10.42.0.10", M)
+    d = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.10", M)
+    names = {
+        obj[kind].get("name")
+        for c in rs.device_commands(d) + rs.owner_commands(rs.OwnerQuota(M, 1))
+        for obj in c.values()
+        for kind in obj
+    }
+    assert names == {"allowed4", "up4", "down4", "q_m12", "o_m12", None}
+
+
+def test_bindings_checked():
+    a = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.10", M)
+    same_ip = rs.Device.parse("aa:bb:cc:dd:ee:02", "10.42.0.10", M)
+    with pytest.raises(ValueError):
+        rs.full_ruleset(NET, [rs.OwnerQuota(M, 1)], [a, same_ip])
+    with pytest.raises(ValueError):
+        rs.full_ruleset(NET, [rs.OwnerQuota(G, 1)], [a])
+    with pytest.raises(ValueError):
+        rs.full_ruleset(NET, [rs.OwnerQuota(M, 1), rs.OwnerQuota(M, 2)], [])
+
+
+@pytest.mark.parametrize(
+    "kw", [{"limit_bytes": 0}, {"limit_bytes": -1}, {"used_bytes": -5}, {"policy": "slow"}]
+)
+def test_quota_values_checked(kw):
+    args = {"owner": M, "limit_bytes": 10, **kw}
+    with pytest.raises(ValueError):
+        rs.OwnerQuota(**args)
+
+
+def test_extend_and_reset_commands():
+    assert rs.extend_commands(M, 5000) == [
+        {
+            "add": {
+                "quota": {
+                    "family": "inet",
+                    "table": "telecentre",
+                    "name": "q_m12",
+                    "bytes": 5000,
+                    "inv": True,
+                }
+            }
+        }
+    ]
+    with pytest.raises(ValueError):
+        rs.extend_commands(M, 0)
+    assert rs.reset_commands([M]) == [
+        {"reset": {"quota": {"family": "inet", "table": "telecentre", "name": "q_m12"}}}
+    ]
+
+
+def test_parse_quotas_ignores_foreign_objects():
+    listing = [
+        {"metainfo": {}},
+        {
+            "quota": {
+                "family": "inet",
+                "table": "telecentre",
+                "name": "q_m12",
+                "bytes": 9,
+                "used": 9,
+            }
+        },
+        {"quota": {"family": "inet", "table": "other", "name": "q_m1", "bytes": 9, "used": 1}},
+        {"quota": {"family": "inet", "table": "telecentre", "name": "mine", "bytes": 9, "used": 1}},
+    ]
+    readings = rs.parse_quotas(listing)
+    assert readings == {M: rs.QuotaReading(9, 9)} and readings[M].spent
+
+
+def test_runner_uses_an_argument_list_and_stdin(tmp_path):
+    """A fake nft (a script given as the command) sees argv and the JSON on stdin."""
+    import sys
+
+    log = tmp_path / "seen.json"
+    script = tmp_path / "fake_nft.py"
+    script.write_text(
+        "import json, sys\n"
+        "seen = {'argv': sys.argv[1:], 'stdin': sys.stdin.read()}\n"
+        f"open({str(log)!r}, 'w').write(json.dumps(seen))\n"
+    )
+    runner = rs.NftRunner((sys.executable, str(script)))
+    runner.apply(rs.reset_commands([M]))
+    seen = json.loads(log.read_text())
+    assert seen["argv"] == ["-j", "-f", "-"]
+    assert json.loads(seen["stdin"])["nftables"][1] == rs.reset_commands([M])[0]
+
+
+def test_runner_raises_with_nft_message(tmp_path):
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text("import sys; sys.stderr.write('Error: nope'); sys.exit(1)\n")
+    with pytest.raises(rs.NftError, match="nope"):
+        rs.NftRunner((sys.executable, str(script))).apply([])

@@ -1,0 +1,191 @@
+"""The gateway service over a real kernel table: IPC, restore after restart and reboot,
+midnight reset with an injected clock, metrics without personal labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance import config as config_mod
+from appliance import ipc
+from appliance.gateway import ruleset as rs
+from appliance.gateway.service import GatewayService
+from appliance.runtime import init_state
+from tests.conftest import IN_CI, require_tool, write_site_config
+from tests.gateway.netns import SERVER, Topology
+
+pytestmark = pytest.mark.slow
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def topo():
+    require_tool("nft")
+    require_tool("ip")
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the namespace tests need root (make test runs them as root)")
+        pytest.skip("the namespace tests need root")
+    t = Topology()
+    try:
+        yield t.build(n_clients=2)
+    finally:
+        t.close()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> config_mod.Config:
+    path = write_site_config(tmp_path)
+    text = path.read_text()
+    text = text.replace('lan_interface = "wlan0"', 'lan_interface = "br0"')
+    text = text.replace(
+        "ISP box's side.\nwan_interface = \"eth0\"", "ISP box's side.\nwan_interface = \"wan0\""
+    )
+    text = text.replace("lan_is_bridge = false", "lan_is_bridge = true")
+    text = text.replace("daily_quota_mb = 1000", "daily_quota_mb = 1")  # guests: 1 MB
+    text = text.replace("daily_quota_mb = 20000", "daily_quota_mb = 2")  # members: 2 MB
+    text = text.replace('when_spent = "throttle"', 'when_spent = "block"')  # cut, not slowed
+    path.write_text(text)
+    c = config_mod.load(path)
+    assert c.gateway.lan_interface == "br0" and c.gateway.wan_interface == "wan0"
+    init_state(c)
+    return c
+
+
+NOON = dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp()
+
+
+def test_member_devices_share_a_quota_restored_after_restart_and_reboot(topo, cfg):
+    c1, c2 = topo.clients
+    clock = Clock(NOON)
+    svc = GatewayService(cfg, topo.nft(), wall=clock).start(loop=False)
+    try:
+        assert topo.who(c1, SERVER, 80) == "portal"
+        ipc.call(cfg.gateway_socket, "authorize", kind="member", owner_id=5, mac=c1.mac, ip=c1.ip)
+        ipc.call(cfg.gateway_socket, "authorize", kind="member", owner_id=5, mac=c2.mac, ip=c2.ip)
+        assert topo.who(c1, SERVER, 5001) == "wan"
+        # Both devices count against the member's one quota (2 MB).
+        got1 = topo.fetch(c1, SERVER, 5001, "600000", idle=2)["received"]
+        got2 = topo.fetch(c2, SERVER, 5001, "600000", idle=2)["received"]
+        assert got1 == got2 == 600_000
+        svc.persist()
+        used = svc.ledgers[rs.Owner("member", 5)].used_bytes
+        assert 1_200_000 < used < 1_300_000
+        status = ipc.call(cfg.gateway_socket, "status")
+        assert len(status["devices"]) == 2 and status["quotas"][0]["used_bytes"] == used
+    finally:
+        svc.stop()
+
+    # Service restart: the table stayed; the kernel's count is taken, devices still work.
+    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    try:
+        assert svc.ledgers[rs.Owner("member", 5)].used_bytes == used
+        assert topo.who(c1, SERVER, 5001) == "wan"
+        svc.persist()
+        used = svc.ledgers[rs.Owner("member", 5)].used_bytes
+    finally:
+        svc.stop()
+
+    # Reboot: no table at all. The stored count comes back exactly through `used`.
+    topo.nft().delete_tables()
+    assert topo.nft().read_quotas() == {}
+    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    try:
+        assert topo.nft().read_quotas()[rs.Owner("member", 5)].used_bytes == used
+        left = 2_000_000 - used
+        got = topo.fetch(c1, SERVER, 5001, "2000000", idle=2)["received"]
+        assert left - 65536 <= got <= left + 1514
+        svc.persist()
+        assert svc.ledgers[rs.Owner("member", 5)].spent
+        assert svc.metrics.exhausted.labels("member")._value.get() == 1
+    finally:
+        svc.stop()
+
+
+def test_midnight_reset_guest_by_mac_kick_and_extend(topo, cfg):
+    c1, _ = topo.clients
+    clock = Clock(NOON)
+    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    try:
+        owner = svc.guest_owner(c1.mac)
+        assert svc.guest_owner(c1.mac.upper()) == owner  # one guest id per device
+        svc.authorize(owner, c1.mac, c1.ip)
+        got = topo.fetch(c1, SERVER, 5001, "3000000", idle=2)["received"]
+        assert got <= 1_000_000 + 1514
+        svc.persist()
+        assert svc.ledgers[owner].spent
+        assert topo.who(c1, SERVER, 5001, idle=1) is None
+
+        # The admin extends by 500 kB: exactly that much more gets through.
+        ext = svc.extend(owner, 500_000)
+        assert ext.total_limit == 1_500_000 and not ext.spent
+        got = topo.fetch(c1, SERVER, 5001, "3000000", idle=2)["received"]
+        assert 500_000 - 65536 <= got <= 500_000 + 1514
+
+        # Midnight (local): a new day, a fresh quota, nothing used.
+        clock.t = NOON + 12 * 3600 + 60
+        svc.step()
+        assert svc.day == dt.date(2026, 5, 5)
+        fresh = svc.ledgers[owner]
+        assert (fresh.used_bytes, fresh.total_limit) == (0, 1_000_000)
+        assert topo.who(c1, SERVER, 5001) == "wan"
+
+        assert svc.kick(c1.mac)
+        assert topo.who(c1, SERVER, 5001, idle=1) is None
+        assert topo.who(c1, SERVER, 80) == "portal"
+        assert not svc.kick(c1.mac)
+        row = svc.conn.execute("SELECT end_reason FROM wifi_sessions").fetchone()
+        assert row["end_reason"] == "kicked"
+    finally:
+        svc.stop()
+
+
+def test_metrics_have_no_personal_labels(topo, cfg):
+    c1, _ = topo.clients
+    svc = GatewayService(cfg, topo.nft(), wall=Clock(NOON)).start(socket=False, loop=False)
+    try:
+        svc.authorize(rs.Owner("member", 5), c1.mac, c1.ip)
+        topo.fetch(c1, SERVER, 5001, "100000", idle=2)
+        svc.persist()
+        labels = {k for fam in svc.registry.collect() for s in fam.samples for k in s.labels}
+        values = {
+            v for fam in svc.registry.collect() for s in fam.samples for v in s.labels.values()
+        }
+        assert labels <= {"class", "result"}
+        assert not any(c1.mac in v or c1.ip in v for v in values)
+        assert svc.metrics.bytes.labels("member")._value.get() >= 100_000
+    finally:
+        svc.stop()
+
+
+def test_bad_commands_are_refused(topo, cfg):
+    svc = GatewayService(cfg, topo.nft(), wall=Clock(NOON)).start(loop=False)
+    try:
+        for args in (
+            {"kind": "member", "owner_id": 1, "mac": "nope", "ip": "10.42.0.50"},
+            {"kind": "member", "owner_id": 1, "mac": "02:00:00:00:00:09", "ip": "fd00::5"},
+            {"kind": "admin", "owner_id": 1, "mac": "02:00:00:00:00:09", "ip": "10.42.0.50"},
+            {
+                "kind": "member",
+                "owner_id": "1; drop",
+                "mac": "02:00:00:00:00:09",
+                "ip": "10.42.0.5",
+            },
+        ):
+            with pytest.raises(ipc.IpcError):
+                ipc.call(cfg.gateway_socket, "authorize", **args)
+        with pytest.raises(ipc.IpcError):
+            ipc.call(cfg.gateway_socket, "extend", kind="member", owner_id=99, extra_bytes=5)
+        assert ipc.call(cfg.gateway_socket, "status")["devices"] == []
+    finally:
+        svc.stop()
