@@ -1,0 +1,36 @@
+"""`telecentre link run`: the link service as a process.
+
+It needs CAP_NET_RAW for its ICMP socket and nothing else: no write access outside
+the state directory, no other capability (see systemd/).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from appliance.config import Config
+from appliance.link.service import LinkService
+from appliance.runtime import serve_metrics, wait_for_signal
+from appliance.sdnotify import notify
+
+log = logging.getLogger(__name__)
+
+
+def run(config: Config) -> int:
+    service = LinkService(config)
+    service.start()
+    metrics = serve_metrics(service.registry, config.metrics_listen, config.link_metrics_port)
+    log.info(
+        "link service running; metrics on %s:%d", config.metrics_listen, metrics.server_port
+    )
+    notify("READY=1")
+    notify("STATUS=line monitor ready")
+    try:
+        signum = wait_for_signal()
+        log.info("stopping on %s", signal.Signals(signum).name)
+    finally:
+        notify("STOPPING=1")
+        service.stop()
+        metrics.shutdown()
+    return 0

@@ -1,0 +1,644 @@
+"""The link service: light probes in a loop, outages, throughput tests, commands, metrics.
+
+One thread probes every `probe_interval` and turns rounds into outages; a throughput
+test runs in its own thread, so probing (and outage detection) never stops during a
+test. Everything is stored locally first. "Test now" arrives over the UNIX socket
+and is never stored as a pending command: after a restart nothing replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from appliance import db
+from appliance.config import Config
+from appliance.ipc import CommandServer
+from appliance.link import gate as gate_mod
+from appliance.link import schedule, store
+from appliance.link.iperf import BackendError, Iperf3Backend
+from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound
+from appliance.link.probes import Pinger, Prober, Sample
+from appliance.link.throughput import (
+    Measurement,
+    added_delay,
+    budget_allows,
+    contract_ratio,
+    grade,
+    month_bounds,
+)
+from appliance.sdnotify import notify
+
+log = logging.getLogger(__name__)
+
+ROLES = ("gateway", "isp_hop", "anchor")
+RESULTS = ("ok", "failed", "skipped_busy", "skipped_budget")
+# Loss and jitter are over the last rounds (30 rounds: 5 minutes at the default 10 s).
+WINDOW_ROUNDS = 30
+TRACEROUTE_EVERY = 3600.0
+HOUSEKEEPING_EVERY = 600.0
+LOAD_SAMPLE_EVERY = 0.2
+IDLE_SAMPLES = 5
+
+
+class Backend(Protocol):
+    name: str
+
+    @property
+    def label(self) -> str: ...
+
+    def measure(self, progress: Callable[[str, float], None] | None = None) -> Measurement: ...
+
+
+class LinkMetrics:
+    """The line's Prometheus metrics: base units (seconds, bytes), ratios 0-1, no person."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "telecentre_link_up",
+            "1 while this layer of the line and every layer below it work.",
+            ["layer"],
+            registry=registry,
+        )
+        self.rtt = Histogram(
+            "telecentre_link_rtt_seconds",
+            "Round-trip time of light probes, by target role.",
+            ["role"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=registry,
+        )
+        self.loss = Gauge(
+            "telecentre_link_loss_ratio",
+            f"Share of probes lost over the last {WINDOW_ROUNDS} rounds, by target role.",
+            ["role"],
+            registry=registry,
+        )
+        self.jitter = Gauge(
+            "telecentre_link_jitter_seconds",
+            "Mean difference between consecutive RTTs over the last rounds, by role.",
+            ["role"],
+            registry=registry,
+        )
+        self.dns = Histogram(
+            "telecentre_link_dns_resolution_seconds",
+            "Time for the configured resolver to answer.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.rounds = Counter(
+            "telecentre_link_probe_rounds", "Rounds of light probes.", registry=registry
+        )
+        self.probe_bytes = Counter(
+            "telecentre_link_probe_bytes",
+            "IP bytes of light-probe traffic, both directions.",
+            registry=registry,
+        )
+        self.download = Gauge(
+            "telecentre_link_download_bytes_per_second",
+            "Download rate of the last completed throughput test.",
+            registry=registry,
+        )
+        self.upload = Gauge(
+            "telecentre_link_upload_bytes_per_second",
+            "Upload rate of the last completed throughput test.",
+            registry=registry,
+        )
+        self.contracted_download = Gauge(
+            "telecentre_link_contracted_download_bytes_per_second",
+            "Download rate in the ISP contract.",
+            registry=registry,
+        )
+        self.contracted_upload = Gauge(
+            "telecentre_link_contracted_upload_bytes_per_second",
+            "Upload rate in the ISP contract.",
+            registry=registry,
+        )
+        self.download_ratio = Gauge(
+            "telecentre_link_download_contract_ratio",
+            "Last measured download over the contracted rate (1 = as sold).",
+            registry=registry,
+        )
+        self.upload_ratio = Gauge(
+            "telecentre_link_upload_contract_ratio",
+            "Last measured upload over the contracted rate (1 = as sold).",
+            registry=registry,
+        )
+        self.tests = Counter(
+            "telecentre_link_tests",
+            "Throughput tests by result (ok, failed, skipped_busy, skipped_budget).",
+            ["result"],
+            registry=registry,
+        )
+        self.test_bytes = Counter(
+            "telecentre_link_test_bytes",
+            "Bytes used by throughput tests.",
+            registry=registry,
+        )
+        self.added_delay = Gauge(
+            "telecentre_link_added_delay_seconds",
+            "RTT added under load in the last test (bufferbloat).",
+            registry=registry,
+        )
+        self.last_test = Gauge(
+            "telecentre_link_last_test_timestamp_seconds",
+            "When the last completed throughput test ran.",
+            registry=registry,
+        )
+        self.budget = Gauge(
+            "telecentre_link_test_budget_bytes",
+            "Monthly data budget for scheduled throughput tests.",
+            registry=registry,
+        )
+        self.budget_used = Gauge(
+            "telecentre_link_test_budget_used_bytes",
+            "Bytes used by throughput tests this calendar month.",
+            registry=registry,
+        )
+        self.outage_seconds = Counter(
+            "telecentre_link_outage_seconds",
+            "Seconds of outage by cause (lan, access, upstream, dns).",
+            ["cause"],
+            registry=registry,
+        )
+        self.outages = Counter(
+            "telecentre_link_outages",
+            "Outages begun, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        for layer in LAYERS:
+            self.up.labels(layer.value)
+            self.outage_seconds.labels(layer.value)
+            self.outages.labels(layer.value)
+        for role in ROLES:
+            self.rtt.labels(role)
+            self.loss.labels(role)
+            self.jitter.labels(role)
+        for result in RESULTS:
+            self.tests.labels(result)
+
+
+def build_backend(config: Config) -> Backend | None:
+    """The configured throughput backend, or None while it is not set up."""
+    link = config.link
+    if link.test_backend == "iperf3":
+        if not link.iperf3_server:
+            return None
+        return Iperf3Backend(link.iperf3_server, link.iperf3_port, link.test_seconds)
+    from appliance.link.speedtest import SpeedtestBackend
+
+    return SpeedtestBackend(seconds=link.test_seconds)
+
+
+def to_round(at: float, samples: list[Sample]) -> ProbeRound:
+    """The outage detector's view of one round of samples."""
+
+    def answered(role: str) -> list[bool]:
+        return [s.received > 0 for s in samples if s.role == role]
+
+    hop = answered("isp_hop")
+    dns = answered("dns")
+    return ProbeRound(
+        at=at,
+        gateway=any(answered("gateway")),
+        isp_hop=hop[0] if hop else None,
+        anchors=tuple(answered("anchor")),
+        dns=dns[0] if dns else None,
+    )
+
+
+class LinkService:
+    """Runs the line monitor; every collaborator with side effects is a parameter."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        prober: Prober | None = None,
+        backend: Backend | None = None,
+        registry: CollectorRegistry | None = None,
+        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        net_dev: Path | str = "/proc/net/dev",
+        load_pinger: Callable[[], Pinger] | None = None,
+    ) -> None:
+        self.config = config
+        link = config.link
+        self.rng = rng or random.Random()
+        self.prober = prober or Prober(
+            anchors=link.anchors,
+            dns_names=link.dns_names,
+            timeout=link.probe_timeout,
+            gateway=link.gateway,
+            isp_hop=link.isp_hop,
+            resolver=link.resolver,
+            rng=self.rng,
+        )
+        self.backend = backend if backend is not None else build_backend(config)
+        self.wall = wall
+        self.clock = clock
+        self.sleep = sleep
+        self.net_dev = net_dev
+        self.load_pinger = load_pinger or Pinger
+        self.registry = registry or CollectorRegistry()
+        self.metrics = LinkMetrics(self.registry)
+        self.conn = db.open_db(config.db_path)
+        self._db_lock = threading.Lock()
+        self._state_lock = threading.RLock()
+        self.tracker = OutageTracker(link.down_after, link.up_after)
+        self.outage_id: int | None = None
+        self.last_samples: list[Sample] = []
+        self.last_round_at: float | None = None
+        self._windows: dict[str, deque[tuple[int, int]]] = {
+            r: deque(maxlen=WINDOW_ROUNDS) for r in ROLES
+        }
+        self._jitter: dict[str, deque[float]] = {r: deque(maxlen=WINDOW_ROUNDS) for r in ROLES}
+        self._last_rtt: dict[tuple[str, str], float] = {}
+        self._probe_bytes_seen = 0
+        self._last_traceroute: float | None = None
+        self._last_housekeeping: float | None = None
+        self.interval = link.test_interval_hours * 3600.0
+        self.next_test_at = schedule.next_test_time(wall(), self.interval, self.rng, config.tz)
+        self.test_thread: threading.Thread | None = None
+        self.test_state: dict[str, Any] | None = None
+        self.last_test: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.server: CommandServer | None = None
+        self.last_loop = clock()
+        with self._db_lock:
+            closed = store.close_dangling_outages(self.conn)
+        if closed:
+            log.info("closed %d outage(s) left open by the previous run", closed)
+        self.metrics.contracted_download.set(link.contracted_download_mbps * 1e6 / 8)
+        self.metrics.contracted_upload.set(link.contracted_upload_mbps * 1e6 / 8)
+        self.metrics.budget.set(self.budget_bytes)
+        self._update_budget_gauge()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.config.link.monthly_budget_gb * 1e9)
+
+    def start(self, *, socket: bool = True) -> LinkService:
+        if socket:
+            self.server = CommandServer(self.config.link_socket, self.handlers()).start()
+        self._thread = threading.Thread(target=self.run, name="link-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.test_thread is not None:
+            self.test_thread.join(timeout=120)
+        if self.server is not None:
+            self.server.stop()
+        self._close_outage_on_stop()
+        self.prober.close()
+        self.conn.close()
+
+    def run(self) -> None:
+        interval = self.config.link.probe_interval
+        while not self._stop.is_set():
+            started = self.clock()
+            try:
+                self.step()
+            except Exception:  # the loop must outlive any single bad round
+                log.exception("link loop step failed")
+            self.last_loop = self.clock()
+            notify("WATCHDOG=1")
+            self._stop.wait(max(0.0, interval - (self.last_loop - started)))
+
+    def step(self) -> None:
+        """One turn: traceroute when due, a probe round, outages, the schedule, upkeep."""
+        now = self.wall()
+        if self._last_traceroute is None or now - self._last_traceroute >= TRACEROUTE_EVERY:
+            self._last_traceroute = now
+            hop = self.prober.find_isp_hop()
+            log.info("first ISP hop: %s", hop or "not found (anchors alone judge the line)")
+        at = self.wall()  # rounds are dated when their probes leave
+        samples = self.prober.round()
+        self.on_round(at, samples)
+        if self.config.link.scheduled_tests and at >= self.next_test_at:
+            _start, end = schedule.window_bounds(self.next_test_at, self.interval, self.config.tz)
+            self.next_test_at = schedule.next_test_time(end, self.interval, self.rng,
+                                                        self.config.tz)
+            self.start_test("schedule")
+        if self._last_housekeeping is None or at - self._last_housekeeping >= HOUSEKEEPING_EVERY:
+            self._last_housekeeping = at
+            self.housekeeping(at)
+
+    def housekeeping(self, now: float) -> None:
+        """Hourly aggregates and retention; failures are logged, probing goes on."""
+        try:
+            with self._db_lock:
+                store.aggregate_hours(self.conn, now)
+                raw, old = store.purge(self.conn, now)
+            if raw or old:
+                log.info("retention: %d raw probes and %d older records deleted", raw, old)
+        except sqlite3.Error as exc:
+            log.warning("link housekeeping failed: %s", exc)
+        self._update_budget_gauge()
+
+    # --- probes and outages ---------------------------------------------------------
+
+    def on_round(self, at: float, samples: list[Sample]) -> None:
+        """Record one round, update metrics, and turn it into outage changes."""
+        with self._state_lock:
+            self.last_samples = samples
+            self.last_round_at = at
+        try:
+            with self._db_lock:
+                store.record_round(self.conn, at, samples)
+        except sqlite3.Error as exc:
+            log.warning("probe round not stored: %s", exc)
+        self._probe_metrics(samples)
+        changes, counted = self.tracker.update(to_round(at, samples))
+        for cause, seconds in counted.items():
+            self.metrics.outage_seconds.labels(cause.value).inc(seconds)
+        for change in changes:
+            try:
+                with self._db_lock:
+                    if change.end is not None and self.outage_id is not None:
+                        store.close_outage(self.conn, self.outage_id, change.end)
+                        self.outage_id = None
+                    elif change.end is None:
+                        self.outage_id = store.open_outage(
+                            self.conn, change.cause.value, change.start
+                        )
+            except sqlite3.Error as exc:
+                log.warning("outage change not stored: %s", exc)
+            if change.end is None:
+                self.metrics.outages.labels(change.cause.value).inc()
+                log.warning("line outage: %s (since %.0f)", change.cause.value, change.start)
+            else:
+                log.info(
+                    "line outage over: %s, %.0f s", change.cause.value, change.end - change.start
+                )
+        for layer in LAYERS:
+            self.metrics.up.labels(layer.value).set(1 if self.tracker.is_up(layer) else 0)
+
+    def _probe_metrics(self, samples: list[Sample]) -> None:
+        self.metrics.rounds.inc()
+        total = self.prober.bytes
+        self.metrics.probe_bytes.inc(max(0, total - self._probe_bytes_seen))
+        self._probe_bytes_seen = total
+        per_role: dict[str, list[int]] = {}
+        for s in samples:
+            if s.role == "dns":
+                if s.rtt is not None:
+                    self.metrics.dns.observe(s.rtt)
+                continue
+            counts = per_role.setdefault(s.role, [0, 0])
+            counts[0] += s.sent
+            counts[1] += s.received
+            if s.rtt is not None:
+                self.metrics.rtt.labels(s.role).observe(s.rtt)
+                last = self._last_rtt.get((s.role, s.target))
+                if last is not None:
+                    self._jitter[s.role].append(abs(s.rtt - last))
+                self._last_rtt[(s.role, s.target)] = s.rtt
+        for role, (sent, received) in per_role.items():
+            window = self._windows[role]
+            window.append((sent, received))
+            total_sent = sum(x for x, _ in window)
+            lost = total_sent - sum(y for _, y in window)
+            self.metrics.loss.labels(role).set(lost / total_sent if total_sent else 0)
+            if self._jitter[role]:
+                self.metrics.jitter.labels(role).set(statistics.fmean(self._jitter[role]))
+
+    def _close_outage_on_stop(self) -> None:
+        if self.outage_id is not None and self.last_round_at is not None:
+            try:
+                with self._db_lock:
+                    store.close_outage(self.conn, self.outage_id, self.last_round_at)
+            except sqlite3.Error as exc:
+                log.warning("open outage not closed on stop: %s", exc)
+
+    # --- throughput tests -----------------------------------------------------------
+
+    def month_bytes(self, now: float | None = None) -> int:
+        start, end = month_bounds(self.wall() if now is None else now, self.config.tz)
+        with self._db_lock:
+            return store.bytes_between(self.conn, start, end)
+
+    def _update_budget_gauge(self) -> None:
+        try:
+            self.metrics.budget_used.set(self.month_bytes())
+        except sqlite3.Error:
+            pass
+
+    def start_test(self, trigger: str) -> bool:
+        """Start a test in its own thread; False if one is already running."""
+        with self._state_lock:
+            if self.test_thread is not None and self.test_thread.is_alive():
+                return False
+            self.test_state = {"trigger": trigger, "phase": "starting", "started_at": self.wall()}
+            self.test_thread = threading.Thread(
+                target=self.run_test, args=(trigger,), name="link-test", daemon=True
+            )
+            self.test_thread.start()
+        return True
+
+    def _phase(self, phase: str, seconds: float | None = None) -> None:
+        with self._state_lock:
+            if self.test_state is not None:
+                self.test_state = {**self.test_state, "phase": phase, "phase_at": self.wall(),
+                                   "phase_seconds": seconds}
+
+    def run_test(self, trigger: str) -> dict[str, Any]:
+        """Gate, budget, then measure with RTT sampled under load; stores the result.
+
+        A test an admin starts skips the gate and the budget: the panel and the CLI
+        warn before sending the command.
+        """
+        with self._state_lock:
+            if self.test_state is None:
+                self.test_state = {"trigger": trigger, "phase": "starting",
+                                   "started_at": self.wall()}
+        try:
+            result = self._run_test(trigger)
+        except Exception as exc:  # a broken backend must not kill the service
+            log.exception("throughput test failed")
+            result = {"result": "failed", "detail": f"{type(exc).__name__}: {exc}"}
+        result.setdefault("at", self.wall())
+        result.setdefault("backend", self.backend.name if self.backend else "none")
+        result["trigger"] = trigger
+        try:
+            with self._db_lock:
+                store.record_test(self.conn, **result)
+        except sqlite3.Error as exc:
+            log.warning("test result not stored: %s", exc)
+        self.metrics.tests.labels(result["result"]).inc()
+        if result.get("bytes"):
+            self.metrics.test_bytes.inc(result["bytes"])
+        self._update_budget_gauge()
+        with self._state_lock:
+            self.last_test = result
+            self.test_state = None
+        log.info("throughput test (%s): %s %s", trigger, result["result"],
+                 result.get("detail", ""))
+        return result
+
+    def _run_test(self, trigger: str) -> dict[str, Any]:
+        link = self.config.link
+        if self.backend is None:
+            return {"result": "failed", "detail": "no test server configured (link.iperf3_server)"}
+        if self.tracker.cause is not None:
+            return {"result": "failed", "detail": f"line down ({self.tracker.cause.value})"}
+        if trigger == "schedule":
+            used = self.month_bytes()
+            with self._db_lock:
+                estimate = store.last_test_bytes(self.conn)
+            if not budget_allows(used, estimate, self.budget_bytes):
+                return {"result": "skipped_budget",
+                        "detail": f"{used} of {self.budget_bytes} bytes used this month"}
+            self._phase("waiting for a quiet line")
+            gate = gate_mod.wait_for_quiet(
+                gate_mod.wan_bytes_reader(link.wan_interface, self.net_dev),
+                clock=self.clock,
+                sleep=self.sleep,
+            )
+            if not gate.passed:
+                return {"result": "skipped_busy" if gate.reason == "line busy" else "failed",
+                        "detail": f"{gate.reason} (peak {gate.peak_rate:.0f} B/s)"}
+        target = self.prober.isp_hop or link.anchors[0]
+        pinger = self.load_pinger()
+        try:
+            self._phase("idle latency")
+            idle = [r for r in (self._sample(pinger, target) for _ in range(IDLE_SAMPLES)) if r]
+            loaded: list[float] = []
+            done = threading.Event()
+
+            def sample_under_load() -> None:
+                while not done.is_set():
+                    rtt = self._sample(pinger, target)
+                    if rtt is not None:
+                        loaded.append(rtt)
+
+            sampler = threading.Thread(target=sample_under_load, name="link-load-rtt",
+                                       daemon=True)
+            sampler.start()
+            try:
+                measured = self.backend.measure(progress=self._phase)
+            except BackendError as exc:
+                return {"result": "failed", "detail": str(exc), "server": self.backend.label}
+            finally:
+                done.set()
+                sampler.join(timeout=5)
+        finally:
+            pinger.close()
+        delay = added_delay(idle, loaded)
+        down_ratio = contract_ratio(measured.download_bps, link.contracted_download_mbps * 1e6)
+        up_ratio = contract_ratio(measured.upload_bps, link.contracted_upload_mbps * 1e6)
+        at = self.wall()
+        if measured.download_bps is not None:
+            self.metrics.download.set(measured.download_bps / 8)
+        if measured.upload_bps is not None:
+            self.metrics.upload.set(measured.upload_bps / 8)
+        if down_ratio is not None:
+            self.metrics.download_ratio.set(down_ratio)
+        if up_ratio is not None:
+            self.metrics.upload_ratio.set(up_ratio)
+        if delay is not None:
+            self.metrics.added_delay.set(delay)
+        self.metrics.last_test.set(at)
+        return {
+            "at": at,
+            "result": "ok",
+            "backend": measured.backend,
+            "server": measured.server,
+            "download_bps": measured.download_bps,
+            "upload_bps": measured.upload_bps,
+            "download_ratio": down_ratio,
+            "upload_ratio": up_ratio,
+            "idle_rtt_s": statistics.median(idle) if idle else None,
+            "loaded_rtt_s": statistics.median(loaded) if loaded else None,
+            "added_delay_s": delay,
+            "grade": grade(delay) if delay is not None else None,
+            "bytes": measured.bytes_used,
+            "detail": measured.detail or None,
+        }
+
+    def _sample(self, pinger: Pinger, target: str) -> float | None:
+        started = self.clock()
+        rtt = pinger.ping([target], 1.0, attempts=1)[target][2]
+        self.sleep(max(0.0, LOAD_SAMPLE_EVERY - (self.clock() - started)))
+        return rtt
+
+    # --- commands over the UNIX socket ---------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {"status": self.cmd_status, "test": self.cmd_test}
+
+    def status(self) -> dict[str, Any]:
+        """The current state, for the CLI and the panel (no personal data in it)."""
+        with self._state_lock:
+            samples = [
+                {"role": s.role, "target": s.target, "sent": s.sent, "received": s.received,
+                 "rtt": s.rtt}
+                for s in self.last_samples
+            ]
+            outage = None
+            if self.tracker.current is not None:
+                outage = {"cause": self.tracker.current.cause.value,
+                          "since": self.tracker.current.start}
+            return {
+                "layers": {layer.value: self.tracker.is_up(layer) for layer in Layer},
+                "outage": outage,
+                "last_round_at": self.last_round_at,
+                "samples": samples,
+                "gateway": self.prober.gateway,
+                "isp_hop": self.prober.isp_hop,
+                "next_test_at": self.next_test_at if self.config.link.scheduled_tests else None,
+                "test": self.test_state,
+                "last_test": self.last_test,
+                "budget_bytes": self.budget_bytes,
+                "month_bytes": self.month_bytes(),
+                "backend": self.backend.label if self.backend else None,
+                "contract_bps": [self.config.link.contracted_download_mbps * 1e6,
+                                 self.config.link.contracted_upload_mbps * 1e6],
+            }
+
+    def cmd_status(self, _req: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, **self.status()}
+
+    def cmd_test(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Start a test now. Without `force`, reply with warnings instead of starting."""
+        if self.backend is None:
+            return {"ok": False, "error": "no test server configured (link.iperf3_server)"}
+        if not req.get("force"):
+            warnings = []
+            if self.month_bytes() >= self.budget_bytes:
+                warnings.append("budget")
+            if self._busy_now():
+                warnings.append("busy")
+            if warnings:
+                return {"ok": True, "started": False, "warnings": warnings}
+        started = self.start_test("admin")
+        return {"ok": True, "started": started, "running": not started}
+
+    def _busy_now(self) -> bool:
+        """One second of WAN counters: is someone using the line right now?"""
+        read = gate_mod.wan_bytes_reader(self.config.link.wan_interface, self.net_dev)
+        try:
+            before = read()
+            time.sleep(1.0)
+            return read() - before > gate_mod.BUSY_BYTES_PER_SECOND
+        except (OSError, LookupError):
+            return False
