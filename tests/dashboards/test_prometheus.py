@@ -1,0 +1,231 @@
+"""The fleet path with real processes, on loopback only:
+
+door service + panel (emulated site) → site agent (Debian's Prometheus, agent mode, the
+checked-in configuration) → remote_write → central store (Debian's Prometheus, the
+checked-in reference configuration with dashboards/alerts.yml).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from appliance import config as config_mod
+from tests.conftest import require_tool, write_site_config
+from tests.dashboards import promstack
+from tests.dashboards.promstack import DASHBOARDS, SITE, free_port, http_get, wait_for
+
+pytestmark = pytest.mark.slow
+
+# What Grafana substitutes before sending a query (for the test: short ranges, 1 s scrapes).
+GRAFANA_VARIABLES = {
+    "$__range_s": "3600",
+    "$__range": "1h",
+    "$__rate_interval": "10s",
+    "$__interval": "10s",
+    "$site": SITE,
+}
+METRIC = re.compile(r"\b(telecentre_[a-z_]+|up)\b")
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of the checked-in dashboards."""
+    out = []
+    for name in ("fleet.json", "site.json"):
+        for panel in json.loads((DASHBOARDS / name).read_text("utf-8"))["panels"]:
+            for t in panel.get("targets", []):
+                out.append((f"{name}: {panel['title']}", t["expr"]))
+    return out
+
+
+def grafana_substitute(expr: str) -> str:
+    for var, value in GRAFANA_VARIABLES.items():  # longest names first (dict order)
+        expr = expr.replace(var, value)
+    assert "$" not in expr, f"unknown Grafana variable in {expr}"
+    return expr
+
+
+def cli(cfg_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", str(cfg_path), *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def site_services(tmp_path_factory):
+    """An emulated site after `telecentre init`: `telecentre door` and `telecentre web`
+    running, metrics and panel on free loopback ports. Killed by PID afterwards."""
+    require_tool("prometheus")
+    base = tmp_path_factory.mktemp("site")
+    ports = {"door": free_port(), "web": free_port(), "panel": free_port(),
+             "link": free_port(), "gateway": free_port()}  # link, gateway: not running
+    cfg_path = write_site_config(base)
+    text = cfg_path.read_text("utf-8")
+    text = text.replace("door_port = 0", f"door_port = {ports['door']}")
+    text = text.replace("web_port = 0", f"web_port = {ports['web']}")
+    text = text.replace('listen = "0.0.0.0"', 'listen = "127.0.0.1"')
+    text = text.replace("\nport = 8080\n", f"\nport = {ports['panel']}\n")
+    cfg_path.write_text(text, "utf-8")
+    cfg = config_mod.load(cfg_path)
+    assert (cfg.door_metrics_port, cfg.web_metrics_port, cfg.web_port, cfg.web_listen) == (
+        ports["door"], ports["web"], ports["panel"], "127.0.0.1")
+    result = cli(cfg_path, "init", "--generate-password")
+    assert result.returncode == 0, result.stderr
+    procs: list[subprocess.Popen] = []
+    try:
+        for service in ("door", "web"):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "appliance", "--config", str(cfg_path), service],
+                stdout=subprocess.DEVNULL, stderr=open(base / f"{service}.log", "wb"),
+                start_new_session=True,
+            ))
+        for job in ("door", "web"):
+            wait_for(lambda job=job: http_get(f"http://127.0.0.1:{ports[job]}/metrics"), 20,
+                     f"the {job} metrics")
+        wait_for(lambda: http_get(f"http://127.0.0.1:{ports['panel']}/login"), 20, "the panel")
+        yield cfg_path, ports
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the service and anything it started
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+
+def activity(cfg_path: Path, panel_port: int) -> None:
+    """A refused badge at the door, and a failed panel login: door and panel counters."""
+    tap = cli(cfg_path, "emulate", "tap", "04A1B2C3D4E5F6")
+    assert tap.returncode == 0, tap.stderr
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    url = f"http://127.0.0.1:{panel_port}/login"
+    page = opener.open(url, timeout=5).read().decode()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    form = urllib.parse.urlencode(
+        {"csrf_token": token, "username": "admin", "password": "not the password"}).encode()
+    try:
+        opener.open(url, data=form, timeout=5)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+
+
+@pytest.fixture
+def stack(site_services, tmp_path):
+    """Central store and site agent from the checked-in configurations; stopped by PID."""
+    cfg_path, ports = site_services
+    store = promstack.central(tmp_path)
+    agent = promstack.agent(tmp_path, ports, store.port)
+    try:
+        store.start()
+        agent.start()
+        yield cfg_path, ports, store, agent
+    finally:
+        agent.stop()
+        store.stop()
+
+
+def test_every_dashboard_and_alert_query_runs_and_door_and_panel_ones_return_data(stack):
+    cfg_path, ports, store, agent = stack
+    activity(cfg_path, ports["panel"])
+
+    def arrived() -> bool:
+        counts = [store.query(f'count_over_time({m}{{site="{SITE}"}}[1m])')["data"]["result"]
+                  for m in ("telecentre_door_decisions_total", "telecentre_web_requests_total",
+                            "telecentre_web_login_attempts_total")]
+        return all(c and float(c[0]["value"][1]) >= 4 for c in counts)
+
+    wait_for(arrived, 30, "the door's and the panel's counters at the central store")
+
+    queries = dashboard_queries()
+    assert len(queries) >= 40
+    rules = wait_for(lambda: _evaluated_rules(store), 15, "the alert rules to be evaluated")
+    assert {r["name"] for r in rules} == {
+        "SiteNotReporting", "LineDown", "LineUnderHalfContract", "LineLoss", "LineGradeF",
+        "DoorHeldOpen", "DoorReaderDown"}
+    for rule in rules:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+        queries.append((f"alert {rule['name']}", rule["query"]))
+
+    empty = []
+    for where, expr in queries:
+        answer = store.query(grafana_substitute(expr))
+        assert answer["status"] == "success", (where, expr, answer.get("error"))
+        names = set(METRIC.findall(expr))
+        about_site_services = names and all(
+            n.startswith(("telecentre_door_", "telecentre_web_")) for n in names)
+        if where.startswith("alert"):
+            continue  # alert expressions are filters: empty while nothing is wrong
+        if about_site_services and not answer["data"]["result"]:
+            empty.append((where, expr))
+    assert not empty, f"door/panel queries with no data: {empty}"
+
+    # The site variable's query (label_values(up, site)) and the site label itself.
+    labels = json.loads(http_get(f"{store.url}/api/v1/label/site/values"))
+    assert SITE in labels["data"]
+    up = store.query(f'up{{site="{SITE}"}}')["data"]["result"]
+    assert {r["metric"]["job"]: r["value"][1] for r in up} == {
+        "door": "1", "web": "1", "link": "0", "gateway": "0", "agent": "1"}
+    # Nothing personal and no _created series crossed the line.
+    names = json.loads(http_get(f"{store.url}/api/v1/label/__name__/values"))["data"]
+    assert not [n for n in names if n.endswith("_created")]
+    # The central store runs with the out-of-order window that takes late samples.
+    config = json.loads(http_get(f"{store.url}/api/v1/status/config"))["data"]["yaml"]
+    assert "out_of_order_time_window: 4d" in config
+    # The door's refused badge is counted, under the site's name.
+    denied = store.query(f'sum(telecentre_door_decisions_total{{site="{SITE}",result="denied"}})')
+    assert float(denied["data"]["result"][0]["value"][1]) >= 1
+
+
+def _evaluated_rules(store: promstack.Prometheus) -> list[dict] | None:
+    body = http_get(f"{store.url}/api/v1/rules")
+    if not body:
+        return None
+    rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+    if rules and all(r.get("lastEvaluation", "").startswith("0001") is False for r in rules):
+        return rules
+    return None
+
+
+def test_samples_taken_while_the_central_store_is_down_arrive_when_it_returns(stack):
+    _cfg_path, _ports, store, agent = stack
+    door = f'up{{site="{SITE}",job="door"}}'
+    wait_for(lambda: store.query(door)["data"]["result"], 20, "the first samples")
+
+    store.stop()
+    down_at = time.time()
+    time.sleep(10)
+    pending = agent.metric("prometheus_remote_storage_samples_pending")
+    back_at = time.time()
+    store.start()
+
+    # Count the door's scrapes (one a second) strictly inside the outage.
+    window = int(back_at - down_at - 2)
+    expr = f"count_over_time({door}[{window}s])"
+
+    def gap_samples() -> float:
+        result = store.query(expr, at=back_at - 1)["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    count = wait_for(lambda: gap_samples() >= window * 0.8 and gap_samples(), 25,
+                     "the samples taken during the outage")
+    assert count <= window + 1
+    assert pending > 0, "the agent had nothing waiting: was the central store really down?"
+    assert agent.metric("prometheus_remote_storage_samples_retried_total") > 0
+    # WAL cost per sample, for the 72 h sizing in dashboards/README.md.
+    wal = sum(f.stat().st_size for f in (Path(agent.log).parent / "agent-wal").rglob("*")
+              if f.is_file())
+    appended = agent.metric("prometheus_agent_samples_appended_total")
+    print(f"agent WAL: {wal} B for {appended:.0f} samples ({wal / appended:.1f} B/sample)")
