@@ -62,6 +62,18 @@ def create_admin(
     return int(cur.lastrowid)
 
 
+def set_password_hash(conn: sqlite3.Connection, username: str, password_hash: str) -> None:
+    """Store a hash made elsewhere (the first-boot file can carry one, not the password)."""
+    method = password_hash.split("$", 1)[0]
+    if password_hash.count("$") != 2 or not method.startswith(("scrypt:", "pbkdf2:")):
+        raise AccountError("password hash: expected scrypt:…$salt$hash or pbkdf2:…$salt$hash")
+    cur = conn.execute(
+        "UPDATE admins SET password_hash = ? WHERE username = ?", (password_hash, username)
+    )
+    if cur.rowcount != 1:
+        raise AccountError(f"username: no account {username!r}")
+
+
 def set_password(conn: sqlite3.Connection, username: str, password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"password: at least {MIN_PASSWORD} characters")

@@ -84,6 +84,7 @@ class LinkConfig:
     test_backend: str = "iperf3"
     iperf3_server: str = ""
     iperf3_port: int = 5201
+    speedtest_server: int = 0
     test_seconds: float = 8.0
     monthly_budget_gb: float = 2.0
 
@@ -116,6 +117,12 @@ class GatewayConfig:
     )
     nft_path: str = "/usr/sbin/nft"
     persist_seconds: float = 60.0
+    # DHCP on the LAN (dnsmasq): first and last leased address ("" = derived from
+    # lan_address), lease time, and the resolvers dnsmasq forwards to (empty = the box's).
+    dhcp_first: str = ""
+    dhcp_last: str = ""
+    lease_minutes: int = 60
+    upstream_dns: tuple[str, ...] = ()
     guest: WifiClass = WifiClass(1000, 5.0, 0.5, "block")
     member: WifiClass = WifiClass(20000, 25.0, 1.0, "throttle")
 
@@ -311,6 +318,7 @@ def _link(r: _Reader) -> LinkConfig:
         test_backend=backend,
         iperf3_server=iperf3_server,
         iperf3_port=r.integer("iperf3_port", 5201, 1, 65535),
+        speedtest_server=r.integer("speedtest_server", 0, 0, 10**9),
         test_seconds=r.number("test_seconds", 8, 2, 60, " seconds"),
         monthly_budget_gb=r.number("monthly_budget_gb", 2, 0, 10000, " GB"),
     )
@@ -357,6 +365,20 @@ def _gateway(r: _Reader) -> GatewayConfig:
         except ValueError:
             raise r.fail(f"blocked_networks[{i}]", net, 'an IPv4 network like "192.168.0.0/16"'
                          ) from None
+    dhcp = []
+    for key in ("dhcp_first", "dhcp_last"):
+        value = _ipv4(r, key, r.get(key, ""), empty_ok=True)
+        if value and (
+            ipaddress.IPv4Address(value) not in iface.network
+            or ipaddress.IPv4Address(value) in (iface.ip, iface.network.network_address,
+                                                iface.network.broadcast_address)
+        ):
+            raise r.fail(key, value, f"a client address inside {iface.network}, not the box's")
+        dhcp.append(value)
+    if all(dhcp) and ipaddress.IPv4Address(dhcp[0]) > ipaddress.IPv4Address(dhcp[1]):
+        raise r.fail("dhcp_last", dhcp[1], f"an address after dhcp_first ({dhcp[0]})")
+    upstream = _texts(r, "upstream_dns", (), 'a list of IPv4 addresses like ["9.9.9.9"]')
+    upstream = tuple(_ipv4(r, f"upstream_dns[{i}]", a) for i, a in enumerate(upstream))
     gw = GatewayConfig(
         lan_interface=lan,
         wan_interface=wan,
@@ -366,6 +388,10 @@ def _gateway(r: _Reader) -> GatewayConfig:
         blocked_networks=blocked,
         nft_path=r.string("nft_path", d.nft_path, maxlen=4096),
         persist_seconds=r.number("persist_seconds", d.persist_seconds, 5, 60, " seconds"),
+        dhcp_first=dhcp[0],
+        dhcp_last=dhcp[1],
+        lease_minutes=r.integer("lease_minutes", d.lease_minutes, 2, 7 * 24 * 60),
+        upstream_dns=upstream,
         guest=_wifi_class(r.table("guest"), d.guest),
         member=_wifi_class(r.table("member"), d.member),
     )

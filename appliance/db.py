@@ -188,6 +188,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX wifi_sessions_started ON wifi_sessions (started_at);
     CREATE INDEX wifi_sessions_open ON wifi_sessions (mac) WHERE ended_at IS NULL;
     """,
+    # 4: the captive portal's member login. A member signs in on the Wi-Fi with their
+    # e-mail or member number and a Wi-Fi password or PIN, stored only as a hash.
+    """
+    ALTER TABLE members ADD COLUMN portal_secret_hash TEXT;
+    ALTER TABLE members ADD COLUMN portal_secret_set_at REAL;
+    CREATE INDEX members_email ON members (email COLLATE NOCASE);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

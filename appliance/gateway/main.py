@@ -17,11 +17,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def run(config) -> int:
+    from appliance.gateway import dnsmasq
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
     from appliance.runtime import serve_metrics, wait_for_signal
     from appliance.sdnotify import notify
 
+    # dnsmasq starts after us (its unit says so) and reads what we write here.
+    path = dnsmasq.write(config)
+    log.info("dnsmasq configuration written to %s", path)
     service = GatewayService(config, NftRunner((config.gateway.nft_path,))).start()
     metrics = serve_metrics(service.registry, config.metrics_listen, config.gateway_metrics_port)
     log.info(

@@ -24,6 +24,7 @@ from appliance import db
 from appliance.config import Config, WifiClass
 from appliance.gateway import quotas as qm
 from appliance.gateway import ruleset as rs
+from appliance.gateway.neighbours import NeighbourLookup
 from appliance.ipc import CommandServer
 from appliance.sdnotify import notify
 
@@ -97,11 +98,15 @@ class GatewayService:
         *,
         registry: CollectorRegistry | None = None,
         wall: Callable[[], float] = time.time,
+        neighbours: NeighbourLookup | None = None,
     ) -> None:
         self.config = config
         self.nft = nft
         self.wall = wall
         self.net = network_from_config(config)
+        self.neighbours = neighbours or NeighbourLookup(
+            self.net.lan, self.net.lan_address.network
+        )
         self.policies = {
             "guest": _policy(config.gateway.guest),
             "member": _policy(config.gateway.member),
@@ -304,6 +309,8 @@ class GatewayService:
         """Bind MAC and IP to the owner's quota, in one transaction with any clean-up."""
         device = rs.Device.parse(mac, ip, owner)
         with self._lock:
+            if owner.kind == "voucher":
+                self._check_voucher(owner.id, device.mac)
             cmds: list[rs.Command] = []
             stale = [
                 d
@@ -332,6 +339,12 @@ class GatewayService:
                     "VALUES (?, ?, ?, ?, ?)",
                     (owner.kind, owner.id, device.mac, str(device.ip), now),
                 )
+                if owner.kind == "voucher":
+                    self.conn.execute(
+                        "UPDATE vouchers SET first_used_at = ? "
+                        "WHERE id = ? AND first_used_at IS NULL",
+                        (now, owner.id),
+                    )
             self.devices[device.mac] = device
             if new_owner:
                 self.ledgers[owner] = ledger
@@ -339,6 +352,31 @@ class GatewayService:
             self.metrics.authorizations.labels(owner.kind, "ok").inc()
             self._update_gauges()
         return device
+
+    def _check_voucher(self, voucher_id: int, mac: str) -> None:
+        """A voucher serves at most `max_devices` devices, until it expires or is revoked.
+
+        The gateway checks this itself (not only the portal) because it owns the sessions
+        that count the devices, and a stale portal must not let one more through.
+        """
+        row = self.conn.execute(
+            "SELECT max_devices, valid_until, revoked_at FROM vouchers WHERE id = ?",
+            (voucher_id,),
+        ).fetchone()
+        if row is None or row["revoked_at"] is not None:
+            raise ValueError("voucher unknown or revoked")
+        if row["valid_until"] is not None and row["valid_until"] <= self.wall():
+            raise ValueError("voucher expired")
+        macs = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT mac FROM wifi_sessions WHERE owner_kind = 'voucher' "
+                "AND owner_id = ?",
+                (voucher_id,),
+            )
+        }
+        if mac not in macs and len(macs) >= row["max_devices"]:
+            raise ValueError("voucher already used by its maximum number of devices")
 
     def _end_session(self, device: rs.Device, now: float, reason: str) -> None:
         self.conn.execute(
@@ -401,6 +439,9 @@ class GatewayService:
             "kick": self.cmd_kick,
             "extend": self.cmd_extend,
             "reset": self.cmd_reset,
+            "client": self.cmd_client,
+            "portal_authorize": self.cmd_portal_authorize,
+            "portal_logout": self.cmd_portal_logout,
         }
 
     def _owner(self, req: dict[str, Any]) -> rs.Owner:
@@ -450,6 +491,87 @@ class GatewayService:
                 for d in self.devices.values()
             ]
         return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices}
+
+
+    # --- the portal's commands: the device is named by its IP, its MAC found here ------
+
+    def _bound_device(self, ip: str) -> tuple[str | None, rs.Device | None]:
+        """The MAC behind `ip` on the LAN, and the device authorized as that MAC *and* IP."""
+        mac = self.neighbours.mac_of(ip)
+        if mac is None:
+            return None, None
+        device = self.devices.get(mac)
+        if device is None or str(device.ip) != str(rs.parse_ipv4(ip)):
+            return mac, None
+        return mac, device
+
+    def client_info(self, ip: str) -> dict[str, Any]:
+        """What the portal shows a device: authorized?, its owner's quota, time left.
+
+        No MAC in the answer: the portal has no use for it.
+        """
+        with self._lock:
+            mac, device = self._bound_device(ip)
+            info: dict[str, Any] = {"ok": True, "known": mac is not None, "authorized": False}
+            if device is None:
+                return info
+            owner = device.owner
+            ledger = self.ledgers[owner]
+            reading = self.nft.read_quotas().get(owner)
+            ledger = qm.observe(ledger, reading)
+            now = self.wall()
+            seconds: float | None = None
+            if owner.kind == "voucher":
+                row = self.conn.execute(
+                    "SELECT valid_until FROM vouchers WHERE id = ?", (owner.id,)
+                ).fetchone()
+                if row is not None and row["valid_until"] is not None:
+                    seconds = max(0.0, row["valid_until"] - now)
+            info.update(
+                authorized=True,
+                kind=owner.kind,
+                owner_id=owner.id,
+                seconds_remaining=None if seconds is None else int(seconds),
+                reset_in_seconds=int(qm.next_midnight(now, self.config.tz) - now),
+                **_ledger_json(ledger),
+            )
+            return info
+
+    def cmd_client(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.client_info(str(req.get("ip", "")))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def cmd_portal_authorize(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Authorize the device behind `ip` (its MAC from the neighbour table, never given)."""
+        kind = str(req.get("kind", ""))
+        try:
+            ip = str(req.get("ip", ""))
+            mac = self.neighbours.mac_of(ip)
+            if mac is None:
+                return {"ok": False, "error": "device not found on the LAN", "reason": "unknown"}
+            if kind == "guest":
+                owner = self.guest_owner(mac)
+            elif kind in ("member", "voucher"):
+                owner = rs.Owner(kind, req.get("owner_id"))  # type: ignore[arg-type]
+            else:
+                raise ValueError(f"unknown kind {kind!r}")
+            self.authorize(owner, mac, ip)
+            return self.client_info(ip)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc), "reason": "refused"}
+
+    def cmd_portal_logout(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Log out the device behind `ip`, only if it is bound with that very IP."""
+        try:
+            with self._lock:
+                _mac, device = self._bound_device(str(req.get("ip", "")))
+                if device is None:
+                    return {"ok": True, "logged_out": False}
+                return {"ok": True, "logged_out": self.kick(device.mac, "logout")}
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
 
 
 def _ledger_json(x: qm.Ledger) -> dict[str, Any]:

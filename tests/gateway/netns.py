@@ -145,7 +145,7 @@ class Topology:
         run("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
-    def build(self, n_clients: int = 2) -> Topology:
+    def build(self, n_clients: int = 2, *, wan_ports: tuple[int, ...] = (80, 5001)) -> Topology:
         gw, wan = self._netns(self.gw), self._netns(self.wan)
         for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
             run("ip", "netns", "exec", gw, "sysctl", "-qw", f"{key}=1")
@@ -207,7 +207,7 @@ class Topology:
             run("ip", "-n", ns, "route", "add", "default", "via", BOX)
             run("ip", "-n", ns, "-6", "route", "add", "default", "via", "fd00:42::1")
             self.clients.append(client)
-        self.serve(wan, "wan", 80, 5001)
+        self.serve(wan, "wan", *wan_ports)
         self.serve(gw, "portal", PORTAL_PORT)
         self.serve(gw, "panel", PANEL_PORT)
         self.serve(self.clients[-1].ns, "client", 5001)

@@ -189,3 +189,51 @@ def test_bad_commands_are_refused(topo, cfg):
         assert ipc.call(cfg.gateway_socket, "status")["devices"] == []
     finally:
         svc.stop()
+
+
+def test_portal_commands_find_the_mac_in_the_kernel_and_vouchers_cap_devices(topo, cfg):
+    """The portal names a device by its IP only; the MAC comes from gw's neighbour table."""
+    import ipaddress
+
+    from appliance import wifi_accounts
+    from appliance.gateway.neighbours import NeighbourLookup
+    from tests.gateway.netns import BOX, PORTAL_PORT
+
+    c1, c2 = topo.clients
+    net = ipaddress.IPv4Interface(cfg.gateway.lan_address).network
+    lookup = NeighbourLookup("br0", net, ("ip", "-n", topo.gw))
+    svc = GatewayService(cfg, topo.nft(), wall=Clock(NOON), neighbours=lookup).start(
+        socket=False, loop=False
+    )
+    try:
+        for c in (c1, c2):  # each device talks to the portal first, as a phone does
+            assert topo.who(c, BOX, PORTAL_PORT) == "portal"
+        assert lookup.mac_of(c1.ip) == c1.mac
+        assert svc.cmd_client({"ip": c1.ip}) == {"ok": True, "known": True, "authorized": False}
+        assert svc.cmd_client({"ip": SERVER})["known"] is False  # not on the LAN
+        assert svc.cmd_portal_authorize({"kind": "guest", "ip": "10.42.0.77"})["ok"] is False
+        assert svc.cmd_client({"ip": "fd00::1"})["ok"] is False
+
+        vid, _code = wifi_accounts.create_voucher(svc.conn, batch="b", quota_bytes=3_000_000)
+        got = svc.cmd_portal_authorize({"kind": "voucher", "owner_id": vid, "ip": c1.ip})
+        assert got["authorized"] and got["kind"] == "voucher"
+        assert got["limit_bytes"] == 3_000_000 and got["reset_in_seconds"] == 12 * 3600
+        assert svc.devices[c1.mac].owner == rs.Owner("voucher", vid)
+        assert topo.who(c1, SERVER, 5001) == "wan"
+        # One device per voucher: the second is refused, the first may come back.
+        refused = svc.cmd_portal_authorize({"kind": "voucher", "owner_id": vid, "ip": c2.ip})
+        assert refused["ok"] is False and "maximum" in refused["error"]
+        assert topo.who(c2, SERVER, 5001, idle=1) is None
+        assert svc.cmd_portal_authorize({"kind": "voucher", "owner_id": vid, "ip": c1.ip})["ok"]
+        row = svc.conn.execute("SELECT first_used_at FROM vouchers WHERE id = ?", (vid,)).fetchone()
+        assert row[0] == NOON
+
+        # Logout by IP: only the device bound with that IP, and the session says why.
+        assert svc.cmd_portal_logout({"ip": c2.ip}) == {"ok": True, "logged_out": False}
+        assert svc.cmd_portal_logout({"ip": c1.ip}) == {"ok": True, "logged_out": True}
+        assert topo.who(c1, SERVER, 80) == "portal"
+        reasons = [r[0] for r in svc.conn.execute(
+            "SELECT end_reason FROM wifi_sessions ORDER BY id")]
+        assert reasons[-1] == "logout"
+    finally:
+        svc.stop()

@@ -1,0 +1,73 @@
+"""dnsmasq's generated configuration and the neighbour-table parsing: pure, no network."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+
+import pytest
+
+from appliance import config as config_mod
+from appliance.gateway import dnsmasq
+from appliance.gateway.neighbours import pick_mac
+
+
+def _cfg(**gateway: object) -> config_mod.Config:
+    return config_mod.parse({"gateway": gateway})
+
+
+def test_defaults_range_router_dns_and_option_114():
+    lines = dnsmasq.render(_cfg()).splitlines()
+    assert "interface=wlan0" in lines and "dhcp-authoritative" in lines
+    assert "dhcp-range=10.42.0.10,10.42.0.250,255.255.255.0,60m" in lines
+    assert "dhcp-option=option:router,10.42.0.1" in lines
+    assert "dhcp-option=option:dns-server,10.42.0.1" in lines
+    assert 'dhcp-option=114,"http://10.42.0.1/api/captive"' in lines
+    assert not any(line.startswith(("server=", "no-resolv")) for line in lines)
+
+
+def test_configured_range_lease_upstream_and_small_lan():
+    text = dnsmasq.render(_cfg(lan_interface="br-lan", lan_address="192.168.50.1/28",
+                               lease_minutes=720, upstream_dns=["9.9.9.9", "1.1.1.1"]))
+    assert "dhcp-range=192.168.50.2,192.168.50.14,255.255.255.240,720m" in text
+    assert "no-resolv\nserver=9.9.9.9\nserver=1.1.1.1\n" in text
+    assert "api/captive" in text and "192.168.50.1" in text
+    text = dnsmasq.render(_cfg(dhcp_first="10.42.0.100", dhcp_last="10.42.0.120"))
+    assert "dhcp-range=10.42.0.100,10.42.0.120,255.255.255.0,60m" in text
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lan_interface", "br0\ndhcp-script=/tmp/x"),
+        ("dhcp_first", "10.42.0.5\nconf-file=/etc/shadow"),
+        ("dhcp_last", '10.42.0.9,"'),
+    ],
+)
+def test_nothing_unvalidated_becomes_a_directive(field, value):
+    """Even a value that slipped past config validation cannot add a line."""
+    cfg = _cfg()
+    bad = dataclasses.replace(cfg, gateway=dataclasses.replace(cfg.gateway, **{field: value}))
+    with pytest.raises(ValueError):
+        dnsmasq.render(bad)
+
+
+def test_write_is_atomic_and_readable_by_dnsmasq(tmp_path):
+    path = dnsmasq.write(_cfg(), tmp_path / "d")
+    assert path.name == "telecentre.conf" and path.read_text() == dnsmasq.render(_cfg())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["telecentre.conf"]
+
+
+def test_pick_mac_from_neighbour_entries():
+    entries = [
+        {"dst": "10.42.0.11", "dev": "br0", "state": ["FAILED"]},
+        {"dst": "10.42.0.12", "dev": "br0", "lladdr": "02:00:00:00:00:0C", "state": ["STALE"]},
+        {"dst": "10.42.0.13", "dev": "br0", "lladdr": "02:00:00:00:00:0d", "state": ["INCOMPLETE"]},
+        {"dst": "10.42.0.14", "dev": "br0", "lladdr": "01:00:5e:00:00:01", "state": ["REACHABLE"]},
+        {"dst": "10.42.0.15", "dev": "br0", "lladdr": "$(id)", "state": ["REACHABLE"]},
+    ]
+    assert pick_mac(entries, "10.42.0.12") == "02:00:00:00:00:0c"
+    for ip in ("10.42.0.11", "10.42.0.13", "10.42.0.14", "10.42.0.15", "10.42.0.99"):
+        assert pick_mac(entries, ip) is None, ip
+    assert pick_mac({"not": "a list"}, "10.42.0.12") is None

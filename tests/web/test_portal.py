@@ -1,0 +1,365 @@
+"""The captive portal against a stand-in gateway at its UNIX socket (the real one is in
+tests/gateway/test_dhcp_portal.py): pages, languages, detection probes, RFC 8908,
+logins, rate limits, hostile input, and that the device is never named by the browser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from appliance import members, wifi_accounts
+from appliance.config import Config
+from appliance.ipc import CommandServer
+from appliance.web import i18n
+from appliance.web.portal import APPLE_SUCCESS, CAPTIVE_JSON, FIREFOX_CANONICAL, create_portal_app
+
+TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
+PHONE = "10.42.0.23"
+OTHER = "10.42.0.24"
+TEMPLATES = Path(__file__).resolve().parents[2] / "appliance" / "web" / "templates" / "portal"
+
+
+class FakeGateway:
+    """The gateway's portal commands: devices by IP, a quota per device, every call recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.authorized: dict[str, dict[str, Any]] = {}
+        self.refuse: str | None = None
+        self._lock = threading.Lock()
+        self.server = CommandServer(
+            path,
+            {
+                "client": self._client,
+                "portal_authorize": self._authorize,
+                "portal_logout": self._logout,
+            },
+        )
+
+    def _info(self, ip: str) -> dict[str, Any]:
+        info = {"ok": True, "known": ip.startswith("10.42.0."), "authorized": False}
+        if ip in self.authorized:
+            info.update(authorized=True, **self.authorized[ip])
+        return info
+
+    def _client(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            return self._info(req["ip"])
+
+    def _authorize(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            if self.refuse:
+                return {"ok": False, "error": self.refuse}
+            self.authorized[req["ip"]] = {
+                "kind": req["kind"], "owner_id": req.get("owner_id", 1),
+                "used_bytes": 250_000_000, "limit_bytes": 1_000_000_000,
+                "remaining_bytes": 750_000_000, "spent": False, "policy": "block",
+                "seconds_remaining": 3600 if req["kind"] == "voucher" else None,
+                "reset_in_seconds": 5 * 3600 + 120,
+            }
+            return self._info(req["ip"])
+
+    def _logout(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            return {"ok": True, "logged_out": self.authorized.pop(req["ip"], None) is not None}
+
+    def sent(self, cmd: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["cmd"] == cmd]
+
+
+@pytest.fixture
+def gateway(config: Config):
+    fake = FakeGateway(config.gateway_socket)
+    fake.server.start()
+    yield fake
+    fake.server.stop()
+
+
+@pytest.fixture
+def portal(config: Config, conn, gateway) -> Flask:
+    app = create_portal_app(config, secret_key=b"p" * 32)
+    app.testing = True
+    return app
+
+
+class Phone:
+    """A test client that is one device: its address and the host name it asked for."""
+
+    def __init__(self, app: Flask, ip: str, host: str) -> None:
+        self.client: FlaskClient = app.test_client()
+        self.kw = {"base_url": f"http://{host}", "environ_base": {"REMOTE_ADDR": ip}}
+
+    def get(self, path: str, **kw: Any):
+        return self.client.get(path, **self.kw, **kw)
+
+    def post(self, path: str, **kw: Any):
+        return self.client.post(path, **self.kw, **kw)
+
+
+def phone(app: Flask, ip: str = PHONE, host: str = "10.42.0.1") -> Phone:
+    return Phone(app, ip, host)
+
+
+def token(c: Phone, path: str = "/") -> str:
+    m = TOKEN_RE.search(c.get(path).get_data(as_text=True))
+    assert m, "no form token"
+    return m.group(1)
+
+
+def guest_login(c: Phone, **form: str):
+    data = {"token": token(c), "accept": "yes", **form}
+    return c.post("/guest", data=data)
+
+
+def test_login_page_french_first_english_carried_in_forms(portal):
+    c = phone(portal)
+    html = c.get("/").get_data(as_text=True)
+    assert '<html lang="fr">' in html and "Accéder à Internet" in html
+    en = c.get("/?lang=en").get_data(as_text=True)
+    assert '<html lang="en">' in en and "Go online" in en
+    assert 'action="/guest?lang=en"' in en and 'name="lang" value="en"' in en
+    # No cookie is needed for the language: a fresh client posting lang=en gets English.
+    c2 = phone(portal)
+    r = c2.post("/guest", data={"token": token(c2), "lang": "en"})
+    assert r.status_code == 400 and "Tick the box" in r.get_data(as_text=True)
+    assert "Set-Cookie" not in r.headers
+    assert "script" not in html.lower()  # no script: the mini-browser may run none
+
+
+def test_other_sites_and_paths_go_to_the_portal(portal):
+    c = phone(portal, host="example.com")
+    r = c.get("/some/page?x=1")
+    assert r.status_code == 302 and r.headers["Location"] == "http://10.42.0.1/"
+    r = phone(portal).get("/nothing-here")
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+PROBES = {
+    ("connectivitycheck.gstatic.com", "/generate_204"): (204, ""),
+    ("clients3.google.com", "/generate_204"): (204, ""),
+    ("captive.apple.com", "/hotspot-detect.html"): (200, APPLE_SUCCESS),
+    ("www.msftconnecttest.com", "/connecttest.txt"): (200, "Microsoft Connect Test"),
+    ("detectportal.firefox.com", "/canonical.html"): (200, FIREFOX_CANONICAL),
+    ("detectportal.firefox.com", "/success.txt"): (200, "success\n"),
+}
+
+
+def test_detection_probes_portal_before_login_online_after(portal, gateway):
+    for (host, path) in [*PROBES, ("www.msftconnecttest.com", "/redirect")]:
+        r = phone(portal, host=host).get(path)
+        assert r.status_code == 302, (host, path)
+        assert r.headers["Location"] == "http://10.42.0.1/", (host, path)
+    assert guest_login(phone(portal)).status_code == 303
+    for (host, path), (status, body) in PROBES.items():
+        r = phone(portal, host=host).get(path)
+        assert (r.status_code, r.get_data(as_text=True)) == (status, body), (host, path)
+    r = phone(portal, host="www.msftconnecttest.com").get("/redirect")
+    assert r.headers["Location"] == "http://10.42.0.1/status"
+    # Another device on the LAN is still captive.
+    assert phone(portal, OTHER, "connectivitycheck.gstatic.com").get(
+        "/generate_204").status_code == 302
+
+
+def test_rfc8908_api(portal, gateway):
+    c = phone(portal, host="10.42.0.1")
+    r = c.get("/api/captive")
+    assert r.mimetype == CAPTIVE_JSON and "private" in r.headers["Cache-Control"]
+    assert r.get_json() == {
+        "captive": True,
+        "user-portal-url": "http://10.42.0.1/",
+        "venue-info-url": "http://10.42.0.1/terms",
+    }
+    assert guest_login(phone(portal), voucher="").status_code == 303
+    body = c.get("/api/captive").get_json()
+    assert body["captive"] is False and body["bytes-remaining"] == 750_000_000
+    assert "seconds-remaining" not in body and body["can-extend-session"] is False
+    gateway.authorized[PHONE].update(spent=True, remaining_bytes=0)
+    assert c.get("/api/captive").get_json()["captive"] is True  # spent and blocked
+
+
+def test_guest_login_names_the_device_by_its_address_only(portal, gateway):
+    c = phone(portal)
+    r = c.post("/guest", data={"token": token(c), "accept": "yes",
+                               "mac": "02:00:00:00:00:99", "ip": "10.42.0.99"},
+               headers={"X-Forwarded-For": "10.42.0.99"})
+    assert r.status_code == 303 and r.headers["Location"] == "/status"
+    (sent,) = gateway.sent("portal_authorize")
+    assert sent == {"cmd": "portal_authorize", "kind": "guest", "ip": PHONE}
+    page = c.get("/status").get_data(as_text=True)
+    assert "250,0 Mo / 1,0 Go" in page and "750,0 Mo" in page and "5 h 02 min" in page
+    # Logout: by address again, and the device is back at the login page.
+    r = c.post("/logout", data={"token": token(c, "/status")})
+    assert r.status_code == 200 and "déconnecté" in r.get_data(as_text=True)
+    assert gateway.sent("portal_logout") == [{"cmd": "portal_logout", "ip": PHONE}]
+    assert c.get("/status").headers["Location"] == "/"
+
+
+def test_forms_need_the_terms_and_a_token_bound_to_the_address(portal, gateway):
+    c = phone(portal)
+    assert c.post("/guest", data={"token": token(c)}).status_code == 400  # terms not ticked
+    assert c.post("/guest", data={"accept": "yes"}).status_code == 400  # no token
+    stolen = token(phone(portal, OTHER))
+    r = c.post("/guest", data={"token": stolen, "accept": "yes"})
+    assert r.status_code == 400 and "expiré" in r.get_data(as_text=True)
+    assert c.post("/logout", data={"token": stolen}).status_code == 400
+    assert gateway.sent("portal_authorize") == [] and gateway.sent("portal_logout") == []
+
+
+def _member(conn, **fields: Any) -> int:
+    data = {"name": "Zoé Martin", "email": "zoe@example.org", "number": "A-17", **fields}
+    return members.add_member(conn, members.validate_member(data, {}))
+
+
+def test_member_login_by_email_or_number_and_rate_limit(portal, gateway, conn):
+    member_id = _member(conn)
+    wifi_accounts.set_portal_secret(conn, member_id, "4321")
+    c = phone(portal)
+
+    def attempt(identifier: str, secret: str, client: Phone = c):
+        return client.post("/member", data={"token": token(client), "identifier": identifier,
+                                            "secret": secret})
+
+    r = attempt("ZOE@example.org", "4321")
+    assert r.status_code == 303
+    assert gateway.sent("portal_authorize")[-1] == {
+        "cmd": "portal_authorize", "kind": "member", "ip": PHONE, "owner_id": member_id}
+    gateway.authorized.clear()
+    assert attempt("a-17", "4321").status_code == 303
+
+    other = phone(portal, OTHER)
+    for _ in range(5):
+        assert attempt("A-17", "0000", other).status_code == 401
+    r = attempt("A-17", "4321", other)  # right secret, but too many failures: still refused
+    assert r.status_code == 429 and "Trop de tentatives" in r.get_data(as_text=True)
+    # The limit is per identifier too: another address cannot keep guessing that member.
+    assert attempt("A-17", "4321", phone(portal, "10.42.0.50")).status_code == 429
+    assert len(gateway.sent("portal_authorize")) == 2
+
+
+def test_member_not_allowed_is_said_only_with_the_right_secret(portal, gateway, conn):
+    member_id = _member(conn, valid_until="2020-01-31")
+    wifi_accounts.set_portal_secret(conn, member_id, "long-wifi-password")
+    c = phone(portal)
+    r = c.post("/member", data={"token": token(c), "identifier": "A-17", "secret": "nope-nope"})
+    assert r.status_code == 401 and "incorrect" in r.get_data(as_text=True)
+    r = c.post("/member", data={"token": token(c), "identifier": "A-17",
+                                "secret": "long-wifi-password"})
+    assert r.status_code == 401 and "expirée" in r.get_data(as_text=True)
+    assert gateway.sent("portal_authorize") == []
+
+
+def test_voucher_code_and_its_rate_limit(portal, gateway, conn):
+    vid, code = wifi_accounts.create_voucher(conn, batch="fête", quota_bytes=500_000_000)
+    c = phone(portal)
+    typed = code.replace("-", " ").lower()
+    r = guest_login(c, voucher=typed)
+    assert r.status_code == 303
+    assert gateway.sent("portal_authorize")[-1] == {
+        "cmd": "portal_authorize", "kind": "voucher", "ip": PHONE, "owner_id": vid}
+    assert "1 h 00 min" in c.get("/status").get_data(as_text=True)
+
+    other = phone(portal, OTHER)
+    for _ in range(5):
+        assert guest_login(other, voucher="ABCD-EFGH-JKMN").status_code == 401
+    assert guest_login(other, voucher=code).status_code == 429
+    gateway.refuse = "voucher already used by its maximum number of devices"
+    r = guest_login(phone(portal, "10.42.0.60"), voucher=code)
+    assert r.status_code == 409 and "nombre maximal" in r.get_data(as_text=True)
+
+
+def test_hostile_input_is_escaped_and_bounded(portal, gateway):
+    c = phone(portal)
+    evil = '"><script>alert(1)</script>'
+    r = c.post("/member", data={"token": token(c), "identifier": evil, "secret": "x" * 5000})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 401 and "<script>alert" not in html
+    assert "&#34;&gt;&lt;script&gt;" in html
+    r = c.post("/member", data={"token": token(c), "identifier": "a" * 10_000, "secret": "y"})
+    assert r.status_code == 401 and "a" * 255 not in r.get_data(as_text=True)
+    r = c.post("/guest", data={"token": token(c), "accept": "yes", "voucher": "v" * 40_000})
+    assert r.status_code == 413
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_quota_reached_page(portal, gateway):
+    c = phone(portal)
+    assert guest_login(c).status_code == 303
+    gateway.authorized[PHONE].update(spent=True, remaining_bytes=0, used_bytes=10**9)
+    assert c.get("/status").headers["Location"] == "/quota"
+    assert c.get("/").headers["Location"] == "/quota"
+    html = c.get("/quota?lang=en").get_data(as_text=True)
+    assert "Daily volume reached" in html and "1.0 GB" in html and "paused" in html
+    r = phone(portal, host="connectivitycheck.gstatic.com").get("/generate_204")
+    assert r.headers["Location"] == "http://10.42.0.1/quota"
+
+
+def test_gateway_down_is_said_plainly(portal, gateway):
+    gateway.server.stop()
+    c = phone(portal)
+    r = c.get("/")
+    assert r.status_code == 503 and "indisponible" in r.get_data(as_text=True)
+    r = c.get("/api/captive")
+    assert r.mimetype == CAPTIVE_JSON and r.get_json()["captive"] is True
+    gateway.server = CommandServer(gateway.server.path, gateway.server.handlers)  # for teardown
+    gateway.server.start()
+
+
+def test_metrics_count_logins_without_personal_labels(config, conn, gateway):
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    app = create_portal_app(config, secret_key=b"p" * 32, registry=registry)
+    c = phone(app)
+    assert guest_login(c).status_code == 303
+    c.post("/member", data={"token": token(c, "/status"), "identifier": "zoe@example.org",
+                            "secret": "1"})
+    samples = [s for fam in registry.collect() for s in fam.samples]
+    labels = {k for s in samples for k in s.labels} - {"le"}
+    assert labels <= {"class", "result"}
+    got = {(s.labels.get("class"), s.labels.get("result")): s.value for s in samples
+           if s.name == "telecentre_portal_logins_total"}
+    assert got == {("guest", "ok"): 1.0, ("member", "failure"): 1.0}
+    values = " ".join(v for s in samples for v in s.labels.values())
+    assert PHONE not in values and "zoe" not in values
+
+
+def test_portal_templates_use_known_keys_and_no_bare_text():
+    used: set[str] = set()
+    for path in TEMPLATES.glob("*.html"):
+        source = path.read_text("utf-8")
+        used |= set(re.findall(r"_\(\s*'([^']+)'\s*[,)]", source))
+        stripped = re.sub(r"{[{%#].*?[}%#]}", "", source, flags=re.S)
+        stripped = re.sub(r"<[^>]*>|&[a-z]+;", "", stripped)
+        assert not re.findall(r"[A-Za-zÀ-ÿ]{3,}", stripped), path.name
+    source = (TEMPLATES.parents[1] / "portal.py").read_text("utf-8")
+    used |= set(re.findall(r'translate\(\s*"([^"]+)"', source))
+    used |= {f"portal.kind.{k}" for k in ("guest", "voucher", "member")}
+    assert sorted(k for k in used if k not in i18n.CATALOG) == []
+    assert len(used) > 30
+
+
+def test_member_secret_rules(conn):
+    member_id = _member(conn)
+    for bad in ("12", "1" * 13, "short", "x" * 129, "tab\there1"):
+        with pytest.raises(wifi_accounts.SecretRejected):
+            wifi_accounts.set_portal_secret(conn, member_id, bad)
+    wifi_accounts.set_portal_secret(conn, member_id, "123456")
+    today = dt.date(2026, 5, 4)
+    assert wifi_accounts.authenticate_member(conn, "A-17", "123456", today).result == "ok"
+    assert wifi_accounts.authenticate_member(conn, "", "123456", today).result != "ok"
+    assert wifi_accounts.authenticate_member(conn, "A-17' OR 1=1 --", "123456",
+                                             today).result == "bad_credentials"
+    codes = {wifi_accounts.generate_voucher_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(wifi_accounts.normalize_voucher_code(c.lower()) for c in codes)
+    assert wifi_accounts.normalize_voucher_code("ABCD-EFGH-JKM0") is None  # 0 is not used
