@@ -20,7 +20,7 @@ def run(config) -> int:
     from appliance.gateway import dnsmasq
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
-    from appliance.runtime import serve_metrics, wait_for_signal
+    from appliance.runtime import catch_stop_signals, serve_metrics
     from appliance.sdnotify import notify
 
     # dnsmasq starts after us (its unit says so) and reads what we write here.
@@ -35,10 +35,12 @@ def run(config) -> int:
         config.metrics_listen,
         metrics.server_port,
     )
+    # The handler is in place before READY=1: a stop right after must not kill us mid-way.
+    wait_for_stop = catch_stop_signals()
     notify("READY=1")
     notify("STATUS=gateway ready")
     try:
-        signum = wait_for_signal()
+        signum = wait_for_stop()
         log.info("stopping on %s", signal.Signals(signum).name)
     finally:
         notify("STOPPING=1")

@@ -11,7 +11,7 @@ import signal
 
 from appliance.config import Config
 from appliance.link.service import LinkService
-from appliance.runtime import serve_metrics, wait_for_signal
+from appliance.runtime import catch_stop_signals, serve_metrics
 from appliance.sdnotify import notify
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,12 @@ def run(config: Config) -> int:
     log.info(
         "link service running; metrics on %s:%d", config.metrics_listen, metrics.server_port
     )
+    # The handler is in place before READY=1: a stop right after must not kill us mid-way.
+    wait_for_stop = catch_stop_signals()
     notify("READY=1")
     notify("STATUS=line monitor ready")
     try:
-        signum = wait_for_signal()
+        signum = wait_for_stop()
         log.info("stopping on %s", signal.Signals(signum).name)
     finally:
         notify("STOPPING=1")
