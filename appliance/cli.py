@@ -24,9 +24,30 @@ def _load(args: argparse.Namespace) -> Config:
     return config_mod.load(_config_path(args))
 
 
+def _as_state_owner(cfg: Config) -> None:
+    """Run as the owner of the state directory when started as root.
+
+    An admin typing `sudo telecentre members add ...` must not leave root-owned
+    database files (the -wal and -shm SQLite creates) that the services, running
+    as their own user, could then not write.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        st = cfg.state_dir.stat()
+    except FileNotFoundError:
+        return
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+
+
 def _open_db(cfg: Config):
     if not cfg.db_path.exists():
         raise ConfigError(f"{cfg.db_path}: no database; run `telecentre init` first.")
+    _as_state_owner(cfg)
     return db.open_db(cfg.db_path)
 
 
@@ -87,8 +108,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     conn = db.open_db(cfg.db_path)
     has_admin = admins.count_admins(conn) > 0
     conn.close()
-    if has_admin and not args.admin_password_stdin:
+    if has_admin and not (args.admin_password_stdin or args.admin_password_hash_stdin):
         print("An admin account exists already; use `telecentre admin passwd` to change it.")
+        return 0
+    if args.admin_password_hash_stdin:
+        # First boot may carry only a hash: the password itself never touches the card.
+        password_hash = sys.stdin.readline().strip()
+        ensure_admin(cfg, args.admin, admins.generate_password())
+        conn = db.open_db(cfg.db_path)
+        try:
+            admins.set_password_hash(conn, args.admin, password_hash)
+        finally:
+            conn.close()
+        print(f"Admin account '{args.admin}' ready (password from the hash given).")
         return 0
     password = None
     if args.admin_password_stdin:
@@ -376,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-password-stdin",
         action="store_true",
         help="read the admin password from standard input",
+    )
+    s.add_argument(
+        "--admin-password-hash-stdin",
+        action="store_true",
+        help="read the admin password's hash (scrypt:… as Werkzeug writes it) from standard input",
     )
     s.set_defaults(func=cmd_init)
 

@@ -169,3 +169,36 @@ def test_stopping_the_door_service_while_unlocked_relocks(door_process):
     assert proc.wait(timeout=10) == 0
     assert lock_level(cfg) is False
     assert board.read_state(cfg.board_path).get("by") != "guardian"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change owners")
+def test_admin_commands_run_as_root_keep_the_state_owned_by_the_service_user():
+    import shutil
+    import tempfile
+
+    # Not tmp_path: its parents are root-only (0700), unlike /var/lib on a Pi.
+    base = Path(tempfile.mkdtemp(prefix="telecentre-owner-"))
+    try:
+        base.chmod(0o755)
+        cfg_path = write_site_config(base)
+        assert cli(cfg_path, "init", "--generate-password").returncode == 0
+        cfg = config_mod.load(cfg_path)
+        nobody = 65534
+        for path in [cfg.state_dir, *cfg.state_dir.iterdir()]:
+            os.chown(path, nobody, nobody)
+        for leftover in cfg.state_dir.glob("*.db-*"):
+            leftover.unlink()
+        probe = subprocess.run(
+            [sys.executable, "-c",
+             "import os, sys; from appliance import config; from appliance.cli import "
+             "_as_state_owner; _as_state_owner(config.load(sys.argv[1])); "
+             "print(os.geteuid(), os.getegid(), os.getgroups())", str(cfg_path)],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert probe.stdout.split(maxsplit=2) == [str(nobody), str(nobody), "[]\n"], probe
+        result = cli(cfg_path, "members", "add", "Jeanne", "--plan", "resident")
+        assert result.returncode == 0, result.stderr
+        owners = {p.name: p.stat().st_uid for p in cfg.state_dir.iterdir()}
+        assert set(owners.values()) == {nobody}, owners
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
