@@ -6,13 +6,20 @@ set -eu
 want="${1:-base}"
 
 base_pkgs="python3 python3-venv python3-pip"
-# chromium: the panel's browser tests; prometheus: promtool checks the metrics;
+# chromium: the panel's browser tests; prometheus: promtool checks the metrics, the
+# alert rules and the agent/central configs, and tests/dashboards runs both Prometheus;
 # sqlite3: inspecting the state database in tests and by hand.
 # systemd: systemd-analyze verify/security on our units; device-tree-compiler: dtc.
 # iperf3, iproute2, nftables, dnsutils: the link service's real-network tests in
 # namespaces (iperf3 is also the product's own-server backend); nftables and iproute2
-# also the gateway's namespace tests; dnsmasq: the gateway's DHCP (option 114) tests.
-test_pkgs="chromium prometheus sqlite3 procps systemd device-tree-compiler iperf3 iproute2 nftables dnsutils dnsmasq"
+# also the gateway's namespace tests; dnsmasq: the gateway's DHCP (option 114) tests;
+# udhcpc: busybox's DHCP client, the phone in those tests (it reports option 114).
+# openssl: a throwaway CA for the fake speedtest.net (HTTPS) in the link tests.
+# The SD-card image (`make image`, tests/image; also `system-deps.sh image` alone):
+# mmdebstrap with arm64 emulation (qemu-user-static, registered by image-build/binfmt.sh,
+# checked by arch-test), file systems made in files without loop devices (dosfstools,
+# mtools, e2fsprogs, fdisk), and qemu-system-arm (qemu-system-aarch64) to boot the result.
+test_pkgs="chromium prometheus sqlite3 procps systemd device-tree-compiler iperf3 iproute2 nftables dnsutils dnsmasq udhcpc openssl"
 
 missing=""
 need() { # package, command-or-path that proves it is there
@@ -33,6 +40,19 @@ if [ "$want" = test ]; then
   need nftables nft
   need dnsutils dig
   need dnsmasq /usr/sbin/dnsmasq
+  need udhcpc udhcpc
+  need openssl openssl
+fi
+if [ "$want" = test ] || [ "$want" = image ]; then
+  need mmdebstrap mmdebstrap
+  need qemu-user-static /usr/bin/qemu-aarch64-static
+  need arch-test arch-test
+  need dosfstools mkfs.vfat
+  need mtools mcopy
+  need e2fsprogs mkfs.ext4
+  need fdisk sfdisk
+  need qemu-system-arm qemu-system-aarch64
+  need device-tree-compiler dtc
 fi
 [ -z "$missing" ] && exit 0
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +28,29 @@ def test_door_benchmark_quick_run_prints_its_figures():
     assert figures["taps"] == 20 and figures["panel_request_errors"] == 0
     # Exact and machine-independent: the reader's empty poll is bounded by design.
     assert figures["spi_transfers_per_idle_poll"] <= 10
+
+
+@pytest.mark.slow
+def test_link_benchmark_quick_run_prints_its_figures():
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the link benchmark needs root (CI runs as root)")
+        pytest.skip("the link benchmark needs root (network namespaces)")
+    for name in ("ip", "tc", "nft", "iperf3", "openssl"):
+        require_tool(name)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "link.py"), "--quick"],
+        capture_output=True, text=True, timeout=400, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for backend in ("iperf3", "speedtest"):
+        fig = figures[backend]
+        # Loose bounds for a 4 s smoke run; the full run is what the targets are about.
+        assert 0 <= fig["download_error_ratio"] < 0.25, fig
+        assert 0 <= fig["upload_error_ratio"] < 0.25, fig
+        assert fig["bytes_per_test"] > 4 * 20e6 / 8, fig
+    # Probes are measured: 4 echoes and a DNS query every 10 s are at least ~2.5 MB/day.
+    assert 2e6 < figures["probe_line_bytes_per_day"] <= figures["probe_bytes_per_day"]
+    assert figures["probe_bytes_per_day"] <= figures["probe_frame_bytes_per_day"] < 10e6
+    assert 10 < figures["link_service_rss_mb"] < 500

@@ -195,9 +195,13 @@ def build_backend(config: Config) -> Backend | None:
         if not link.iperf3_server:
             return None
         return Iperf3Backend(link.iperf3_server, link.iperf3_port, link.test_seconds)
-    from appliance.link.speedtest import SpeedtestBackend
+    from appliance.link.speedtest import SpeedtestBackend, upload_streams
 
-    return SpeedtestBackend(seconds=link.test_seconds)
+    return SpeedtestBackend(
+        seconds=link.test_seconds,
+        server_id=link.speedtest_server or None,
+        upload_threads=upload_streams(link.contracted_upload_mbps * 1e6, link.test_seconds),
+    )
 
 
 def to_round(at: float, samples: list[Sample]) -> ProbeRound:

@@ -70,6 +70,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "nav.log": {"fr": "Journal", "en": "Log"},
     "nav.plans": {"fr": "Forfaits", "en": "Plans"},
     "nav.door": {"fr": "Porte", "en": "Door"},
+    "nav.line": {"fr": "Ligne", "en": "Line"},
     "nav.logout": {"fr": "Se déconnecter", "en": "Log out"},
     "nav.menu": {"fr": "Menu principal", "en": "Main menu"},
     "nav.signed_in_as": {"fr": "Connecté : {name}", "en": "Signed in: {name}"},
@@ -488,4 +489,286 @@ CATALOG: dict[str, dict[str, str]] = {
         "fr": "Seul un administrateur peut ouvrir la porte à distance.",
         "en": "Only an administrator can unlock the door remotely.",
     },
+    # --- captive portal (the Wi-Fi's login pages) -----------------------------------------
+    "portal.title": {"fr": "Connexion au Wi-Fi", "en": "Wi-Fi login"},
+    "portal.welcome": {"fr": "Bienvenue au {site}", "en": "Welcome to {site}"},
+    "portal.guest_title": {"fr": "Invité", "en": "Guest"},
+    "portal.guest_help": {
+        "fr": "Accès gratuit pour la journée, avec un volume limité. Un code de ticket, si "
+        "vous en avez un, donne le volume du ticket.",
+        "en": "Free access for the day, with a limited volume. A voucher code, if you have "
+        "one, gives the voucher's volume.",
+    },
+    "portal.accept": {"fr": "J'accepte les", "en": "I accept the"},
+    "portal.terms_link": {"fr": "conditions d'utilisation", "en": "terms of use"},
+    "portal.voucher_label": {
+        "fr": "Code du ticket (facultatif)",
+        "en": "Voucher code (optional)",
+    },
+    "portal.guest_submit": {"fr": "Accéder à Internet", "en": "Go online"},
+    "portal.member_title": {"fr": "Membre", "en": "Member"},
+    "portal.identifier": {
+        "fr": "E-mail ou numéro d'adhérent",
+        "en": "E-mail or member number",
+    },
+    "portal.secret": {"fr": "Mot de passe Wi-Fi ou code PIN", "en": "Wi-Fi password or PIN"},
+    "portal.member_submit": {"fr": "Se connecter", "en": "Sign in"},
+    "portal.member_help": {
+        "fr": "Pas encore de mot de passe Wi-Fi ? Demandez-le à l'accueil du télécentre.",
+        "en": "No Wi-Fi password yet? Ask at the telecentre's desk.",
+    },
+    "portal.accept_terms": {
+        "fr": "Cochez la case pour accepter les conditions d'utilisation.",
+        "en": "Tick the box to accept the terms of use.",
+    },
+    "portal.bad_voucher": {
+        "fr": "Code de ticket inconnu ou expiré. Vérifiez-le (les tirets sont facultatifs).",
+        "en": "Unknown or expired voucher code. Check it (dashes are optional).",
+    },
+    "portal.voucher_full": {
+        "fr": "Ce ticket sert déjà sur le nombre maximal d'appareils.",
+        "en": "This voucher is already used on its maximum number of devices.",
+    },
+    "portal.bad_login": {
+        "fr": "Identifiant ou mot de passe Wi-Fi incorrect.",
+        "en": "Wrong identifier or Wi-Fi password.",
+    },
+    "portal.not_allowed": {
+        "fr": "Votre adhésion ne permet pas l'accès en ce moment (suspendue ou expirée). "
+        "Voyez l'accueil du télécentre.",
+        "en": "Your membership does not allow access right now (suspended or expired). "
+        "Please ask at the telecentre's desk.",
+    },
+    "portal.rate_limited": {
+        "fr": "Trop de tentatives. Réessayez dans {minutes} min.",
+        "en": "Too many attempts. Try again in {minutes} min.",
+    },
+    "portal.refused": {
+        "fr": "La connexion de cet appareil a été refusée. Déconnectez-vous du Wi-Fi, "
+        "reconnectez-vous et réessayez.",
+        "en": "This device could not be connected. Leave the Wi-Fi, join it again and "
+        "retry.",
+    },
+    "portal.expired": {
+        "fr": "La page a expiré. Rechargez-la et recommencez.",
+        "en": "The page has expired. Reload it and try again.",
+    },
+    "portal.not_on_lan": {
+        "fr": "Cet appareil n'est pas reconnu sur le Wi-Fi du télécentre. Connectez-vous "
+        "au Wi-Fi, puis rechargez la page.",
+        "en": "This device is not recognised on the telecentre's Wi-Fi. Join the Wi-Fi, "
+        "then reload the page.",
+    },
+    "portal.unavailable": {
+        "fr": "La connexion au Wi-Fi est momentanément indisponible. Réessayez dans une "
+        "minute ; si cela dure, prévenez l'accueil.",
+        "en": "Wi-Fi login is unavailable for a moment. Try again in a minute; if it lasts, "
+        "tell the desk.",
+    },
+    "portal.too_large": {
+        "fr": "Formulaire trop volumineux.",
+        "en": "Form too large.",
+    },
+    "portal.status_title": {"fr": "Votre connexion", "en": "Your connection"},
+    "portal.online": {"fr": "Vous êtes connecté à Internet.", "en": "You are online."},
+    "portal.kind.guest": {"fr": "Accès invité", "en": "Guest access"},
+    "portal.kind.voucher": {"fr": "Accès par ticket", "en": "Voucher access"},
+    "portal.kind.member": {"fr": "Accès membre", "en": "Member access"},
+    "portal.used": {"fr": "Volume utilisé aujourd'hui", "en": "Used today"},
+    "portal.remaining": {"fr": "Volume restant", "en": "Remaining"},
+    "portal.time_left": {"fr": "Temps restant", "en": "Time left"},
+    "portal.reset_in": {"fr": "Remise à zéro dans", "en": "Resets in"},
+    "portal.logout": {"fr": "Se déconnecter", "en": "Log out"},
+    "portal.logged_out": {
+        "fr": "Cet appareil est déconnecté d'Internet. À bientôt !",
+        "en": "This device is now offline. See you soon!",
+    },
+    "portal.throttled": {
+        "fr": "Volume du jour épuisé : la connexion est ralentie jusqu'à minuit.",
+        "en": "Today's volume is used up: the connection is slowed until midnight.",
+    },
+    "portal.quota_title": {"fr": "Volume du jour atteint", "en": "Daily volume reached"},
+    "portal.quota_text": {
+        "fr": "Cet accès a utilisé tout son volume du jour ({limit}).",
+        "en": "This access has used all of today's volume ({limit}).",
+    },
+    "portal.quota_blocked": {
+        "fr": "L'accès à Internet est suspendu jusqu'à la remise à zéro.",
+        "en": "Internet access is paused until the reset.",
+    },
+    "portal.quota_reset": {
+        "fr": "Remise à zéro à minuit, dans {duration}.",
+        "en": "The volume resets at midnight, in {duration}.",
+    },
+    "portal.quota_help": {
+        "fr": "Besoin de plus ? L'accueil peut prolonger votre accès ou vous donner un ticket.",
+        "en": "Need more? The desk can extend your access or give you a voucher.",
+    },
+    "portal.terms_title": {"fr": "Conditions d'utilisation", "en": "Terms of use"},
+    "portal.terms_1": {
+        "fr": "Le Wi-Fi du télécentre est partagé : chaque accès a un volume quotidien et "
+        "un débit limité, pour que tout le monde puisse travailler.",
+        "en": "The telecentre's Wi-Fi is shared: each access has a daily volume and a "
+        "limited speed, so that everyone can work.",
+    },
+    "portal.terms_2": {
+        "fr": "Comme la loi l'exige (CPCE, art. L34-1), le télécentre conserve un an les "
+        "données de connexion : appareil (adresse MAC et IP), heures, volume. Jamais les "
+        "sites visités ni les contenus.",
+        "en": "As French law requires (CPCE, art. L34-1), the telecentre keeps connection "
+        "data for one year: device (MAC and IP address), times, volume. Never the sites "
+        "visited or any content.",
+    },
+    "portal.terms_3": {
+        "fr": "Vous vous engagez à respecter la loi et les autres usagers.",
+        "en": "You agree to respect the law and the other users.",
+    },
+    "portal.back": {"fr": "Retour", "en": "Back"},
+    # --- line (link monitor) --------------------------------------------------------------
+    "line.title": {"fr": "Ligne internet", "en": "Internet line"},
+    "line.unreachable": {
+        "fr": "Le moniteur de ligne ne répond pas (service telecentre-link arrêté ?). "
+              "L'historique ci-dessous reste consultable.",
+        "en": "The line monitor does not answer (telecentre-link service stopped?). "
+              "The history below is still available.",
+    },
+    "line.refused": {"fr": "Le moniteur de ligne a refusé : {detail}",
+                     "en": "The line monitor refused: {detail}"},
+    "line.state.up": {"fr": "La ligne fonctionne", "en": "The line is up"},
+    "line.state.down": {"fr": "La ligne est coupée", "en": "The line is down"},
+    "line.cause.lan": {
+        "fr": "La box ne répond pas : vérifiez qu'elle est allumée et que le câble entre "
+              "la box et le boîtier est branché.",
+        "en": "The ISP box does not answer: check that it is switched on and that the "
+              "cable between the box and this device is plugged in.",
+    },
+    "line.cause.access": {
+        "fr": "La box répond mais rien au-delà : la ligne de l'opérateur est coupée. "
+              "Appelez le fournisseur d'accès.",
+        "en": "The box answers but nothing beyond it: the ISP's line is down. "
+              "Call the internet provider.",
+    },
+    "line.cause.upstream": {
+        "fr": "La ligne fonctionne mais une partie d'internet est injoignable (au-delà de "
+              "l'opérateur). Souvent temporaire.",
+        "en": "The line works but part of the internet is unreachable (beyond the ISP). "
+              "Often temporary.",
+    },
+    "line.cause.dns": {
+        "fr": "Les adresses répondent mais les noms de sites ne se résolvent pas (serveur "
+              "DNS). Les sites ne s'ouvrent pas par leur nom.",
+        "en": "Addresses answer but site names do not resolve (DNS server). Websites do "
+              "not open by name.",
+    },
+    "line.cause_short.lan": {"fr": "Box ou réseau local", "en": "Box or local network"},
+    "line.cause_short.access": {"fr": "Ligne de l'opérateur", "en": "ISP access line"},
+    "line.cause_short.upstream": {"fr": "Au-delà de l'opérateur", "en": "Beyond the ISP"},
+    "line.cause_short.dns": {"fr": "DNS (noms)", "en": "DNS (names)"},
+    "line.since": {"fr": "depuis {when}", "en": "since {when}"},
+    "line.last_test": {"fr": "Dernière mesure", "en": "Last test"},
+    "line.no_test": {"fr": "Aucune mesure de débit pour l'instant.",
+                     "en": "No throughput test yet."},
+    "line.budget": {
+        "fr": "Données utilisées par les mesures ce mois-ci : {used} Mo sur {budget} Mo.",
+        "en": "Data used by tests this month: {used} MB of {budget} MB.",
+    },
+    "line.result.ok": {"fr": "Mesure réussie", "en": "Test done"},
+    "line.result.failed": {"fr": "La mesure a échoué", "en": "The test failed"},
+    "line.result.skipped_busy": {"fr": "Mesure reportée : ligne occupée",
+                                 "en": "Test skipped: line busy"},
+    "line.result.skipped_budget": {"fr": "Mesure reportée : budget du mois épuisé",
+                                   "en": "Test skipped: monthly budget spent"},
+    "line.result.summary": {
+        "fr": "{down} Mbit/s en réception, {up} Mbit/s en envoi, latence sous charge {grade}",
+        "en": "{down} Mbit/s down, {up} Mbit/s up, latency under load {grade}",
+    },
+    "line.test_now": {"fr": "Mesurer maintenant", "en": "Test now"},
+    "line.test_help": {
+        "fr": "Mesure le débit réel de la ligne (environ 20 secondes). Pendant la mesure, "
+              "la ligne est saturée : les usagers le sentiront.",
+        "en": "Measures the line's real speed (about 20 seconds). During the test the "
+              "line is saturated: users will notice.",
+    },
+    "line.test_anyway": {"fr": "Mesurer quand même", "en": "Test anyway"},
+    "line.staff": {"fr": "Seul un administrateur peut lancer une mesure.",
+                   "en": "Only an administrator can start a test."},
+    "line.warning.title": {"fr": "Une mesure maintenant n'est pas conseillée :",
+                           "en": "A test now is not advised:"},
+    "line.warning.budget": {
+        "fr": "le budget de données des mesures est épuisé pour ce mois",
+        "en": "this month's data budget for tests is spent",
+    },
+    "line.warning.busy": {
+        "fr": "des usagers utilisent la ligne en ce moment ; la mesure les ralentira",
+        "en": "members are using the line right now; a test will slow them down",
+    },
+    "line.phase.0": {"fr": "Démarrage…", "en": "Starting…"},
+    "line.phase.1": {"fr": "Attente d'une ligne calme…", "en": "Waiting for a quiet line…"},
+    "line.phase.2": {"fr": "Latence au repos…", "en": "Idle latency…"},
+    "line.phase.3": {"fr": "Réception (téléchargement)…", "en": "Download…"},
+    "line.phase.4": {"fr": "Envoi…", "en": "Upload…"},
+    "line.history": {"fr": "Historique", "en": "History"},
+    "line.range": {"fr": "Période", "en": "Period"},
+    "line.range.24h": {"fr": "24 heures", "en": "24 hours"},
+    "line.range.7d": {"fr": "7 jours", "en": "7 days"},
+    "line.range.30d": {"fr": "30 jours", "en": "30 days"},
+    "line.chart.down": {"fr": "Débit en réception (Mbit/s)", "en": "Download (Mbit/s)"},
+    "line.chart.up": {"fr": "Débit en envoi (Mbit/s)", "en": "Upload (Mbit/s)"},
+    "line.chart.rtt": {"fr": "Latence vers internet (ms)", "en": "Latency to the internet (ms)"},
+    "line.chart.loss": {"fr": "Pertes de paquets (%)", "en": "Packet loss (%)"},
+    "line.chart.contract_legend": {
+        "fr": "Trait plein : mesures. Pointillés rouges : débit vendu par l'opérateur.",
+        "en": "Solid line: measurements. Red dashes: the rate the ISP sells.",
+    },
+    "line.chart.max": {"fr": "max. {value}", "en": "max {value}"},
+    "line.chart.empty": {"fr": "Pas encore de données sur cette période.",
+                         "en": "No data for this period yet."},
+    "line.no_history": {"fr": "Pas encore d'historique.", "en": "No history yet."},
+    "line.outages": {"fr": "Coupures (30 derniers jours)", "en": "Outages (last 30 days)"},
+    "line.no_outage": {"fr": "Aucune coupure.", "en": "No outage."},
+    "line.outage.cause": {"fr": "Cause", "en": "Cause"},
+    "line.outage.start": {"fr": "Début", "en": "Start"},
+    "line.outage.end": {"fr": "Fin", "en": "End"},
+    "line.outage.minutes": {"fr": "Minutes", "en": "Minutes"},
+    "line.outage.ongoing": {"fr": "en cours", "en": "ongoing"},
+    # --- monthly ISP report ----------------------------------------------------------------
+    "report.title": {"fr": "Rapport mensuel de la ligne — {month}",
+                     "en": "Monthly line report — {month}"},
+    "report.link": {"fr": "Rapport mensuel pour l'opérateur", "en": "Monthly report for the ISP"},
+    "report.month": {"fr": "Mois", "en": "Month"},
+    "report.site": {"fr": "Site", "en": "Site"},
+    "report.show": {"fr": "Afficher", "en": "Show"},
+    "report.csv": {"fr": "Télécharger (CSV)", "en": "Download (CSV)"},
+    "report.print": {"fr": "Version imprimable", "en": "Printable version"},
+    "report.help": {
+        "fr": "Mesures réussies du mois seulement. La disponibilité ne compte que les "
+              "coupures au-delà de la box (ligne, opérateur, DNS) ; les coupures de la box "
+              "ou du réseau local sont indiquées à part.",
+        "en": "Completed tests of the month only. Availability counts only outages beyond "
+              "the box (line, ISP, DNS); outages of the box or local network are shown apart.",
+    },
+    "report.field": {"fr": "Indicateur", "en": "Figure"},
+    "report.value": {"fr": "Valeur", "en": "Value"},
+    "report.contract": {"fr": "Débit vendu", "en": "Contracted rate"},
+    "report.contract_value": {"fr": "{down} Mbit/s / {up} Mbit/s",
+                              "en": "{down} Mbit/s / {up} Mbit/s"},
+    "report.tests": {"fr": "Mesures réussies", "en": "Completed tests"},
+    "report.median_down": {"fr": "Débit médian en réception", "en": "Median download"},
+    "report.median_up": {"fr": "Débit médian en envoi", "en": "Median upload"},
+    "report.down_80": {"fr": "Mesures ≥ 80 % du débit vendu (réception)",
+                       "en": "Tests ≥ 80 % of contract (download)"},
+    "report.down_95": {"fr": "Mesures ≥ 95 % du débit vendu (réception)",
+                       "en": "Tests ≥ 95 % of contract (download)"},
+    "report.up_80": {"fr": "Mesures ≥ 80 % du débit vendu (envoi)",
+                     "en": "Tests ≥ 80 % of contract (upload)"},
+    "report.up_95": {"fr": "Mesures ≥ 95 % du débit vendu (envoi)",
+                     "en": "Tests ≥ 95 % of contract (upload)"},
+    "report.availability": {"fr": "Disponibilité (hors box)",
+                            "en": "Availability (beyond the box)"},
+    "report.outage_minutes": {"fr": "Minutes de coupure : {cause}",
+                              "en": "Outage minutes: {cause}"},
+    "report.worst_hour": {"fr": "Heure la plus lente : {hour} (médiane)",
+                          "en": "Slowest hour: {hour} (median)"},
+    "report.grade": {"fr": "Latence sous charge, note {grade}",
+                     "en": "Latency under load, grade {grade}"},
 }

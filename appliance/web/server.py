@@ -7,6 +7,7 @@ and the tests; `serve` is what the systemd unit runs.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import waitress
@@ -50,6 +51,37 @@ def make_server(config: Config, host: str, port: int, *, app: Flask | None = Non
     return server
 
 
+def make_portal_server(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    registry: CollectorRegistry | None = None,
+    portal_url: str | None = None,
+) -> Any:
+    """The captive portal's waitress server, on its own port (the ruleset redirects there).
+
+    Same bounds as the panel's, with a shorter channel timeout: many phones open probe
+    connections they never finish.
+    """
+    from appliance.web.portal import create_portal_app
+
+    app = create_portal_app(config, registry=registry, portal_url=portal_url)
+    server = waitress.create_server(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        ident="telecentre",
+        max_request_body_size=64 * 1024,
+        max_request_header_size=32 * 1024,
+        channel_timeout=30,
+    )
+    server.flask_app = app
+    server.bound_port = int(server.socket.getsockname()[1])
+    return server
+
+
 def make_metrics_server(config: Config, source: Any) -> Any:
     """Serve the panel's metrics on config.metrics_listen:config.web_metrics_port (loopback).
 
@@ -73,6 +105,14 @@ def serve(config: Config) -> None:
     app = create_app(config)
     make_metrics_server(config, app)
     server = make_server(config, config.web_listen, config.web_port, app=app)
+    portal = make_portal_server(
+        config,
+        config.web_listen,
+        config.gateway.portal_port,
+        registry=app.extensions["metrics_registry"],
+    )
+    threading.Thread(target=portal.run, name="portal", daemon=True).start()
+    log.info("captive portal listening on %s:%d", config.web_listen, portal.bound_port)
     log.info(
         "panel listening on %s:%d, metrics on %s:%d",
         config.web_listen, server.bound_port, config.metrics_listen, config.web_metrics_port,
@@ -88,4 +128,5 @@ def serve(config: Config) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        portal.close()
         server.close()

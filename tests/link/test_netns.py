@@ -6,6 +6,7 @@ Needs root (namespaces, raw sockets); skipped otherwise, failed under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.link.throughput import shaped_goodput
 from appliance.runtime import init_state
-from tests.conftest import IN_CI, require_tool, write_site_config
+from tests.conftest import IN_CI, require_tool
 from tests.link import netns
 from tests.link.netns import ANCHOR1, ANCHOR2, ISP_CPE, Internet
 
@@ -53,27 +54,16 @@ def internet():
 @pytest.fixture(scope="module")
 def link_service(internet: Internet, tmp_path_factory):
     """`telecentre link run` in the gw namespace, on a 1 s probe interval."""
-    base = tmp_path_factory.mktemp("site")
-    path = write_site_config(base)
-    text = path.read_text()
-    for key, value in {
-        "wan_interface": '"lan0"', "probe_interval": "1", "probe_timeout": "0.3",
-        "anchors": f'["{ANCHOR1}", "{ANCHOR2}"]', "dns_names": '["anchor.example"]',
-        "scheduled_tests": "false", "iperf3_server": f'"{ANCHOR1}"', "test_seconds": "6",
-        "link_port": "0",
-    }.items():
-        lines = text.splitlines()
-        idx = next(i for i, line in enumerate(lines) if line.startswith(f"{key} = "))
-        lines[idx] = f"{key} = {value}"
-        text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    with _service(internet, tmp_path_factory.mktemp("site")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _service(internet: Internet, base: Path, env: dict[str, str] | None = None, **link: str):
+    path = netns.link_site_config(base, **link)
     cfg = config_mod.load(path)
     init_state(cfg)
-    log = (base / "link.log").open("w")
-    proc = internet.start(
-        "gw", sys.executable, "-m", "appliance.cli", "--config", str(path), "link", "run",
-        stdout=log, stderr=subprocess.STDOUT, cwd=str(HERE.parent.parent),
-    )
+    proc = internet.start_link_service(path, base / "link.log", env)
     try:
         wait_for(lambda: _status(cfg).get("isp_hop") and _status(cfg)["layers"]["dns"], 20,
                  "the service to find the ISP hop and see the line up", base / "link.log")
@@ -85,7 +75,6 @@ def link_service(internet: Internet, tmp_path_factory):
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        log.close()
 
 
 def _status(cfg) -> dict:
@@ -259,3 +248,54 @@ def test_cross_traffic_gate_holds_while_a_member_downloads(internet: Internet):
     skipped = wait_for_quiet(read)
     busy.terminate()
     assert not skipped.passed and skipped.reason == "line busy" and skipped.waited >= 30.0
+
+
+def test_speedtest_cli_against_a_fake_speedtest_net_within_ten_percent(internet: Internet,
+                                                                        tmp_path):
+    """speedtest-cli, unmodified and in secure mode, through the link service in gw.
+
+    10 s per direction, Ookla's own test length: speedtest-cli's rates include each
+    request's connection set-up and what is still in flight at the deadline, which
+    shorter tests do not average out.
+
+    www.speedtest.net, c.speedtest.net and the test server resolve to the fake in wan
+    through /etc/netns/<gw>/hosts; the service trusts the test CA through SSL_CERT_FILE
+    in its own environment only (certificate checking stays on).
+    """
+    ca = internet.start_speedtest(HERE, require_tool("openssl"), tmp_path / "pki")
+    with _service(internet, tmp_path / "site", {"SSL_CERT_FILE": str(ca)},
+                  test_backend='"speedtest"', test_seconds="10") as (cfg, log):
+        reply = ipc.call(cfg.link_socket, "test", force=True)
+        assert reply["started"] is True
+        wait_for(lambda: _status(cfg).get("last_test"), 90, "the test to finish", log)
+        result = _status(cfg)["last_test"]
+        assert result["result"] == "ok", result
+        down_truth = shaped_goodput(netns.DOWN_MBIT * 1e6)
+        up_truth = shaped_goodput(netns.UP_MBIT * 1e6)
+        print(f"\nspeedtest: download {result['download_bps'] / 1e6:.2f} Mbit/s "
+              f"(truth {down_truth / 1e6:.2f}), upload {result['upload_bps'] / 1e6:.3f} Mbit/s "
+              f"(truth {up_truth / 1e6:.3f}), bytes {result['bytes']}, grade {result['grade']}")
+        assert result["backend"] == "speedtest"
+        assert result["server"] == "speedtest:4242 FAI rural"
+        assert abs(result["download_bps"] / down_truth - 1) <= 0.10
+        assert abs(result["upload_bps"] / up_truth - 1) <= 0.10
+        # Paid for: what speedtest-cli counted, i.e. about ten seconds each way.
+        expected = (result["download_bps"] + result["upload_bps"]) * 10 / 8
+        assert 0.85 * expected <= result["bytes"] <= 1.3 * expected
+        conn = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT backend, bytes, result FROM link_tests").fetchone()
+        finally:
+            conn.close()
+        assert row == ("speedtest", result["bytes"], "ok")
+
+
+def test_speedtest_refuses_a_certificate_it_does_not_trust(internet: Internet, tmp_path):
+    """Without the test CA the same fake is refused: secure mode really checks."""
+    internet.start_speedtest(HERE, require_tool("openssl"), tmp_path / "pki")
+    code = ("from appliance.link.speedtest import SpeedtestBackend\n"
+            "from appliance.link.iperf import BackendError\n"
+            "try:\n    SpeedtestBackend(seconds=2).measure()\n"
+            "except BackendError as e:\n    print('refused', e)\n")
+    out = internet.run("gw", sys.executable, "-c", code)
+    assert out.startswith("refused") and "CERTIFICATE_VERIFY_FAILED" in out, out
