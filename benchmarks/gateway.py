@@ -1,0 +1,248 @@
+"""Wi-Fi gateway benchmark in namespaces (tests/gateway/netns.py: clients, a bridge in
+gw, wan); prints one JSON object as its last line. Needs root (namespaces, nft, tc).
+
+- `quota_overshoot_bytes`: the kernel quota measure of tests/gateway/test_kernel.py
+  (a 200,000-byte guest quota, a 2 MB download; bytes received minus the quota).
+- `login_to_internet_ms` (`p50`, `p99`): the real `telecentre gateway` process runs in
+  gw; a client process in a client namespace is told "go" and then retries a TCP
+  exchange with the wan server every few ms; right after "go" the benchmark sends the
+  portal's `portal_authorize` (guest, by the client's IP) over the gateway socket. The
+  time is "go" → first answer from wan, so it includes the nft transaction and the
+  shaping classes. Why the socket and not a portal POST: the portal's Flask app adds
+  its own ~30 ms (measured in test_dhcp_portal.py) and needs dnsmasq per run; the
+  socket is what the portal calls. The device is kicked between rounds.
+- `forwarding_ratio`: iperf3 download (-R) of one client through the running gateway
+  (full table, 200 other authorized guests with quotas and shaping classes, the
+  measured client a member whose class has no cap below the line, the line set above
+  what the VM forwards) divided by the same client's download with no telecentre table
+  and no qdisc (bare forwarding), both in this run; bare is measured before and after,
+  and the mean is used.
+- `jain_fairness`: three members sharing a 20 Mbit/s line, one of them with 8
+  connections (tests/gateway/test_shaping_kernel.py's setting).
+- `gateway_service_rss_mb`: VmRSS of the gateway process with the 201 devices.
+
+    python benchmarks/gateway.py            # the full run (about 2 minutes)
+    python benchmarks/gateway.py --quick    # a smoke run with small numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance import config as config_mod  # noqa: E402
+from appliance import ipc  # noqa: E402
+from appliance.gateway import ruleset as rs  # noqa: E402
+from appliance.gateway import shaping as sh  # noqa: E402
+from appliance.runtime import init_state  # noqa: E402
+from tests.conftest import write_site_config  # noqa: E402
+from tests.gateway.netns import BOX, PORTAL_PORT, SERVER, Topology, run  # noqa: E402
+from tests.gateway.traffic import compete, jain, start_servers  # noqa: E402
+
+FILLERS = 200
+
+# Waits for "go" lines; after each, retries "who" to the wan server until it answers.
+PROBE_CODE = textwrap.dedent(
+    """
+    import socket, sys, time
+    host = sys.argv[1]
+    for line in sys.stdin:
+        while True:
+            try:
+                with socket.create_connection((host, 5001), timeout=0.05) as s:
+                    s.sendall(b"who\\n")
+                    if s.recv(16).startswith(b"wan"):
+                        break
+            except OSError:
+                time.sleep(0.002)
+        print("done", flush=True)
+    """
+)
+
+
+def net() -> rs.Network:
+    return rs.Network("br0", "wan0", ipaddress.IPv4Interface(f"{BOX}/24"), PORTAL_PORT,
+                      lan_is_bridge=True)
+
+
+def quota_overshoot(topo: Topology) -> int:
+    c1 = topo.clients[0]
+    guest, quota = rs.Owner("guest", 1), 200_000
+    nft = topo.nft()
+    nft.apply(rs.full_ruleset(net(), [rs.OwnerQuota(guest, quota)],
+                              [rs.Device.parse(c1.mac, c1.ip, guest)]))
+    received = topo.fetch(c1, SERVER, 5001, str(2_000_000), idle=2)["received"]
+    nft.delete_tables()
+    return received - quota
+
+
+def fairness(topo: Topology, ports: list[int], seconds: float) -> tuple[float, list[float]]:
+    owners = [rs.Owner("member", i + 1) for i in range(3)]
+    devices = [rs.Device.parse(c.mac, c.ip, o) for c, o in zip(topo.clients, owners, strict=True)]
+    nft = topo.nft()
+    nft.apply(rs.full_ruleset(net(), [rs.OwnerQuota(o, 10**12) for o in owners], devices))
+    line = sh.Line("br0", "ifb0", 20_000, 10_000, ipaddress.IPv4Network("10.42.0.0/24"))
+    runner = sh.TcRunner(("ip", "netns", "exec", topo.gw, "tc"), ("ip", "-n", topo.gw))
+    shaper = sh.Shaper(line, runner, lan_is_bridge=True)
+    shaper.setup([(ipaddress.IPv4Address(c.ip), "member", None, None) for c in topo.clients])
+    rates = compete(list(zip(topo.clients, ports, strict=True)), seconds, streams=[8, 1, 1])
+    runner.batch(sh.teardown_commands(shaper.line), force=True)
+    run("ip", "-n", topo.gw, "link", "del", "ifb0")
+    nft.delete_tables()
+    return jain(rates), rates
+
+
+def gateway_config(base: Path) -> config_mod.Config:
+    path = write_site_config(base)
+    text = path.read_text()
+    for old, new in (
+        ('lan_interface = "wlan0"', 'lan_interface = "br0"'),
+        ('wan_interface = "eth0"', 'wan_interface = "wan0"'),
+        ("lan_is_bridge = false", "lan_is_bridge = true"),
+        # The line above what the VM forwards: the ratio measures the rules, not a cap.
+        ("line_down_mbit = 30", "line_down_mbit = 100000"),
+        ("line_up_mbit = 1", "line_up_mbit = 100000"),
+        ("down_mbit = 25", "down_mbit = 10000"),
+        ("up_mbit = 1\n", "up_mbit = 10000\n"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    cfg = config_mod.load(path)
+    init_state(cfg)
+    return cfg
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def wait_socket(cfg: config_mod.Config, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the gateway exited at start")
+        try:
+            if ipc.call(cfg.gateway_socket, "status").get("ok"):
+                return
+        except ipc.IpcError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the gateway socket did not answer")
+
+
+def call(cfg: config_mod.Config, command: str, **kw: Any) -> dict[str, Any]:
+    reply = ipc.call(cfg.gateway_socket, command, **kw)
+    if not reply.get("ok"):
+        raise RuntimeError(f"{command}: {reply}")
+    return reply
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("benchmarks/gateway.py needs root (network namespaces)")
+    seconds, logins = (3.0, 5) if args.quick else (8.0, 50)
+    topo = Topology()
+    work = Path(tempfile.mkdtemp(prefix="t5bench"))
+    result: dict[str, Any] = {}
+    service: subprocess.Popen | None = None
+    try:
+        topo.build(n_clients=3)
+        c1, c2, _ = topo.clients
+        ports = start_servers(topo, 3)
+        result["quota_overshoot_bytes"] = quota_overshoot(topo)
+        result["jain_fairness"], rates = fairness(topo, ports, seconds)
+        result["jain_rates_bps"] = [round(r) for r in rates]
+
+        bare = [compete([(c1, ports[0])], seconds)[0]]
+        cfg = gateway_config(work)
+        with (work / "gateway.log").open("w") as log:
+            service = subprocess.Popen(
+                ["ip", "netns", "exec", topo.gw, sys.executable, "-m", "appliance.cli",
+                 "--config", str(cfg.path), "gateway"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+            )
+        topo.procs.append(service)
+        wait_socket(cfg, service)
+        call(cfg, "authorize", kind="member", owner_id=1, mac=c1.mac, ip=c1.ip)
+        for i in range(FILLERS):
+            call(cfg, "authorize", kind="guest", mac=f"02:00:00:01:{i // 256:02x}:{i % 256:02x}",
+                 ip=f"10.42.0.{20 + i}")
+        classes = run("ip", "netns", "exec", topo.gw, "tc", "class", "show", "dev", "br0").stdout
+        result["shaping_leaf_classes"] = sum(
+            1 for x in classes.splitlines() if " parent 1:10 " in x or " parent 1:20 " in x
+        )
+        full = compete([(c1, ports[0])], seconds)[0]
+
+        # Login to internet: the client is known to the gateway's neighbour table first.
+        run("ip", "netns", "exec", c2.ns, "ping", "-c", "1", "-W", "1", BOX, check=False)
+        probe = subprocess.Popen(
+            ["ip", "netns", "exec", c2.ns, sys.executable, "-c", PROBE_CODE, SERVER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        topo.procs.append(probe)
+        assert probe.stdin is not None and probe.stdout is not None
+        times = []
+        for _ in range(logins):
+            t0 = time.perf_counter()
+            probe.stdin.write("go\n")
+            probe.stdin.flush()
+            reply = call(cfg, "portal_authorize", kind="guest", ip=c2.ip)
+            if not reply.get("authorized"):
+                raise RuntimeError(f"portal_authorize: {reply}")
+            if probe.stdout.readline().strip() != "done":
+                raise RuntimeError("the probe client stopped")
+            times.append((time.perf_counter() - t0) * 1000)
+            call(cfg, "kick", mac=c2.mac)
+            time.sleep(0.05)
+        qs = statistics.quantiles(times, n=100, method="inclusive")
+        result["login_to_internet_ms"] = {"p50": round(statistics.median(times), 1),
+                                          "p99": round(qs[98], 1), "n": len(times)}
+        result["gateway_service_rss_mb"] = round(rss_mb(service.pid), 1)
+
+        service.terminate()
+        service.wait(timeout=20)
+        topo.nft().delete_tables()
+        sh.TcRunner(("ip", "netns", "exec", topo.gw, "tc")).batch(
+            sh.teardown_commands(sh.line_from_config(cfg.gateway)) + [
+                ["qdisc", "del", "dev", f"p{i}", "ingress"] for i in (1, 2, 3)
+            ],
+            force=True,
+        )
+        bare.append(compete([(c1, ports[0])], seconds)[0])
+        result["forwarding_ratio"] = round(full / statistics.mean(bare), 3)
+        result["forwarding_bps"] = {"gateway": round(full), "bare": [round(b) for b in bare]}
+        result["seconds_per_iperf3"] = seconds
+    finally:
+        if service is not None and service.poll() is None:
+            service.terminate()
+            try:
+                service.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                service.kill()
+        topo.close()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
