@@ -2,7 +2,9 @@
 
 It runs on any Linux laptop, unprivileged: an emulated MFRC522 behind a
 spidev-compatible object (the real driver code path runs), gpiozero's
-MockFactory for the pins, the real SQLite file and the real web server.
+MockFactory for the pins, the real SQLite file and the real web server, and the
+link service on the emulated line (appliance/link/emulated.py), so the Line page has
+live state, history and "test now" with no network traffic at all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from appliance import ipc
 from appliance.config import Config
 from appliance.door.hardware import build_hardware
 from appliance.door.service import DoorService, load_site_secret
+from appliance.link.service import LinkService
 from appliance.runtime import ensure_admin, init_state, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -26,9 +29,14 @@ DEMO_ADMIN = "admin"
 
 
 def demo_config_text(
-    base: Path, web_host: str, web_port: int, door_metrics_port: int, web_metrics_port: int
+    base: Path, web_host: str, web_port: int, door_metrics_port: int, web_metrics_port: int,
+    link_metrics_port: int = 0,
 ) -> str:
-    """The default config, pointed at the demo's folders and emulated hardware."""
+    """The default config, pointed at the demo's folders, emulated hardware and line.
+
+    The line is probed every 2 s and tested for 4 s per direction, so a visitor sees
+    an outage within seconds and "test now" finishes while they watch.
+    """
     text = config_mod.default_config_text()
     replacements = {
         r"^name = .*$": 'name = "Télécentre de démonstration"',
@@ -39,6 +47,11 @@ def demo_config_text(
         r"^port = 8080$": f"port = {web_port}",
         r"^door_port = .*$": f"door_port = {door_metrics_port}",
         r"^web_port = .*$": f"web_port = {web_metrics_port}",
+        r"^link_port = .*$": f"link_port = {link_metrics_port}",
+        r'^line = "real"$': 'line = "emulated"',
+        r"^probe_interval = .*$": "probe_interval = 2",
+        r"^probe_timeout = .*$": "probe_timeout = 0.5",
+        r"^test_seconds = .*$": "test_seconds = 4",
     }
     for pattern, repl in replacements.items():
         text, n = re.subn(pattern, repl.replace("\\", "\\\\"), text, count=1, flags=re.M)
@@ -57,16 +70,20 @@ class Demo:
         web_port: int = 8080,
         door_metrics_port: int = 0,
         web_metrics_port: int = 0,
+        link_metrics_port: int = 0,
     ) -> None:
         self.base = Path(base_dir).resolve()
         self.web_host = web_host
         self.web_port = web_port
         self.door_metrics_port = door_metrics_port
         self.web_metrics_port = web_metrics_port
+        self.link_metrics_port = link_metrics_port
         self.admin_user = DEMO_ADMIN
         self.admin_password = ""
         self.config: Config | None = None
         self.service: DoorService | None = None
+        self.link: LinkService | None = None
+        self._link_metrics = None
         self._web = None
         self._web_thread: threading.Thread | None = None
         self._metrics: list = []
@@ -87,6 +104,7 @@ class Demo:
                 self.web_port,
                 self.door_metrics_port,
                 self.web_metrics_port,
+                self.link_metrics_port,
             ),
             "utf-8",
         )
@@ -98,6 +116,10 @@ class Demo:
         self.service.start()
         self._metrics.append(
             serve_metrics(self.service.registry, cfg.metrics_listen, cfg.door_metrics_port)
+        )
+        self.link = LinkService(cfg).start()
+        self._link_metrics = serve_metrics(
+            self.link.registry, cfg.metrics_listen, cfg.link_metrics_port
         )
         self._web = make_server(cfg, cfg.web_listen, cfg.web_port)
         self._web_thread = threading.Thread(target=self._web.run, name="web", daemon=True)
@@ -115,6 +137,10 @@ class Demo:
     @property
     def door_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self._metrics[0].server_port}/metrics"
+
+    @property
+    def link_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self._link_metrics.server_port}/metrics"
 
     @property
     def lock_energized(self) -> bool:
@@ -135,6 +161,10 @@ class Demo:
             self._web.close()
         for server in self._metrics:
             server.shutdown()
+        if self._link_metrics is not None:
+            self._link_metrics.shutdown()
+        if self.link is not None:
+            self.link.stop()
         if self.service is not None:
             self.service.stop()
 
@@ -148,10 +178,18 @@ def banner(demo: Demo) -> str:
         f"  Identifiant / login:  {demo.admin_user}",
         f"  Mot de passe / pass:  {demo.admin_password}",
         f"  Métriques / metrics:  {demo.door_metrics_url}",
+        f"  Ligne / line metrics: {demo.link_metrics_url}",
         "",
         "  Présenter un badge depuis un autre terminal / tap a badge from another terminal:",
         f"    .venv/bin/telecentre --config {demo.config_path} emulate tap 04A1B2C3D4E5F6",
         f"    .venv/bin/telecentre --config {demo.config_path} emulate open|close|exit|status",
+        "",
+        "  Ligne émulée (30/1 Mbit/s) / emulated line: break or repair it, load it, test it:",
+        f"    .venv/bin/telecentre --config {demo.config_path} link emulate break "
+        "box|access|upstream|dns",
+        f"    .venv/bin/telecentre --config {demo.config_path} link emulate repair all",
+        f"    .venv/bin/telecentre --config {demo.config_path} link emulate busy|quiet|status",
+        f"    .venv/bin/telecentre --config {demo.config_path} link test",
         "",
         "  Ctrl-C pour arrêter / to stop.",
         "",

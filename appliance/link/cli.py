@@ -1,4 +1,4 @@
-"""`telecentre link run | status | test`: the line monitor from the terminal."""
+"""`telecentre link run | status | test | emulate`: the line monitor from the terminal."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from appliance import ipc
 from appliance.config import Config
+from appliance.link import emulated
 
 CAUSES = {
     "lan": "the ISP box does not answer (box switched off, cable or Wi-Fi to it)",
@@ -32,6 +33,18 @@ def add_parser(sub: Any, load: Any) -> None:
     t = ls.add_parser("test", help="run a throughput test now and print the result")
     t.add_argument("--yes", action="store_true", help="run even if the line is busy or "
                    "the month's budget is spent")
+    e = ls.add_parser(
+        "emulate",
+        help='drive an emulated line (line = "emulated"): faults, rates, members\' traffic',
+        description="status: the model's settings and faults. break/repair FAULT: box (the "
+        "box does not answer), access (the access line is down), upstream (every anchor "
+        "but the first fails), dns (names do not resolve); repair all. set NAME=VALUE...: "
+        f"{', '.join(emulated.SETTINGS)}. busy/quiet: members use 4 Mbit/s of the line, "
+        "or nothing. reset: the healthy 30/1 Mbit/s line.",
+    )
+    e.add_argument("action", choices=("status", "break", "repair", "set", "busy", "quiet",
+                                      "reset"))
+    e.add_argument("args", nargs="*", help="the fault, or NAME=VALUE pairs for set")
     s.set_defaults(func=lambda args: cmd_link(args, load(args)))
 
 
@@ -43,7 +56,52 @@ def cmd_link(args: argparse.Namespace, cfg: Config) -> int:
     if args.link_cmd == "status":
         print_status(ipc.call(cfg.link_socket, "status"), cfg)
         return 0
+    if args.link_cmd == "emulate":
+        return cmd_emulate(cfg, args.action, args.args)
     return run_test(cfg, force=args.yes)
+
+
+BUSY_MEMBERS_MBPS = 4.0  # a couple of video calls
+
+
+def emulate_request(action: str, args: list[str]) -> dict[str, Any]:
+    """The socket request for `link emulate ACTION ARGS`; ValueError says what to type."""
+    if action in ("break", "repair"):
+        choices = emulated.FAULTS + (("all",) if action == "repair" else ())
+        if len(args) != 1 or args[0] not in choices:
+            raise ValueError(f"link emulate {action}: give one of {', '.join(choices)}")
+        return {"action": action, "fault": args[0]}
+    if action == "set":
+        settings: dict[str, float] = {}
+        for pair in args:
+            name, sep, value = pair.partition("=")
+            try:
+                settings[name] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValueError(f"link emulate set: expected NAME=NUMBER, got {pair!r}")
+        if not settings:
+            raise ValueError("link emulate set: give NAME=VALUE pairs, e.g. down_mbps=10")
+        return {"action": "set", "settings": settings}
+    if action in ("busy", "quiet"):
+        members = BUSY_MEMBERS_MBPS if action == "busy" else 0.0
+        return {"action": "set", "settings": {"members_mbps": members}}
+    return {"action": action}
+
+
+def cmd_emulate(cfg: Config, action: str, args: list[str]) -> int:
+    """Send one `emulate` command to the link service and print the line's state."""
+    if cfg.link.line != "emulated":
+        print('link emulate: this site monitors a real line (link.line = "real").',
+              file=sys.stderr)
+        return 2
+    # A refused setting comes back as an IpcError, printed by the main CLI.
+    reply = ipc.call(cfg.link_socket, "emulate", **emulate_request(action, args))
+    print(f"faults: {', '.join(reply['faults']) or 'none'}"
+          + (f"; test loading the {reply['load']}" if reply.get("load") else ""))
+    print(" ".join(f"{k}={v:g}" for k, v in reply["settings"].items()))
+    return 0
 
 
 def _when(t: float | None, cfg: Config) -> str:

@@ -233,7 +233,9 @@ class Prober:
     """One round of light probes: the box, the ISP hop, the anchors, then DNS.
 
     Where the box, hop and resolver are not configured they are found (default
-    route, traceroute, resolv.conf); paths are parameters so tests run on fixtures.
+    route, traceroute, resolv.conf); paths are parameters so tests run on fixtures,
+    and the pinger, DNS probe and traceroute are, so the same rounds run on the
+    emulated line.
     """
 
     def __init__(
@@ -249,6 +251,8 @@ class Prober:
         resolv_conf: Path | str = "/etc/resolv.conf",
         traceroute: Callable[[str, str | None], str | None] = first_isp_hop,
         rng: random.Random | None = None,
+        pinger: Pinger | None = None,
+        dns: DnsProbe | None = None,
     ) -> None:
         self.anchors = tuple(anchors)
         self.dns_names = tuple(dns_names)
@@ -259,8 +263,9 @@ class Prober:
         self.route_path = route_path
         self.resolv_conf = resolv_conf
         self.traceroute = traceroute
-        self.pinger = Pinger(rng=rng)
-        self.dns = DnsProbe(rng=rng)
+        # The emulated line passes its own (appliance/link/emulated.py).
+        self.pinger = pinger if pinger is not None else Pinger(rng=rng)
+        self.dns = dns if dns is not None else DnsProbe(rng=rng)
         self.gateway: str | None = gateway or None
         self.isp_hop: str | None = isp_hop or None
         self._name_index = 0

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from appliance import db
 from appliance.config import Config
 from appliance.ipc import CommandServer
+from appliance.link import emulated, schedule, store
 from appliance.link import gate as gate_mod
-from appliance.link import schedule, store
 from appliance.link.iperf import BackendError, Iperf3Backend
 from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound
 from appliance.link.probes import Pinger, Prober, Sample
@@ -237,20 +237,39 @@ class LinkService:
         rng: random.Random | None = None,
         net_dev: Path | str = "/proc/net/dev",
         load_pinger: Callable[[], Pinger] | None = None,
+        line: emulated.EmulatedLine | None = None,
     ) -> None:
         self.config = config
         link = config.link
         self.rng = rng or random.Random()
-        self.prober = prober or Prober(
-            anchors=link.anchors,
-            dns_names=link.dns_names,
-            timeout=link.probe_timeout,
-            gateway=link.gateway,
-            isp_hop=link.isp_hop,
-            resolver=link.resolver,
-            rng=self.rng,
-        )
-        self.backend = backend if backend is not None else build_backend(config)
+        # `[link] line = "emulated"`: the same service on a modelled line (demo, tests).
+        if line is None and link.line == "emulated":
+            line = emulated.EmulatedLine(
+                anchors=link.anchors, gateway=link.gateway, isp_hop=link.isp_hop,
+                resolver=link.resolver, rng=self.rng,
+            )
+        self.line = line
+        if line is not None:
+            self.prober = prober or Prober(
+                anchors=link.anchors, dns_names=link.dns_names, timeout=link.probe_timeout,
+                gateway=line.gateway, isp_hop=link.isp_hop, resolver=line.resolver,
+                traceroute=line.traceroute, pinger=line.pinger(), dns=line.dns_probe(),
+            )
+            self.backend = backend if backend is not None else line.backend(link.test_seconds)
+            load_pinger = load_pinger or line.pinger
+            self.wan_bytes: Callable[[], int] = line.wan_bytes
+        else:
+            self.prober = prober or Prober(
+                anchors=link.anchors,
+                dns_names=link.dns_names,
+                timeout=link.probe_timeout,
+                gateway=link.gateway,
+                isp_hop=link.isp_hop,
+                resolver=link.resolver,
+                rng=self.rng,
+            )
+            self.backend = backend if backend is not None else build_backend(config)
+            self.wan_bytes = gate_mod.wan_bytes_reader(link.wan_interface, net_dev)
         self.wall = wall
         self.clock = clock
         self.sleep = sleep
@@ -514,7 +533,7 @@ class LinkService:
                         "detail": f"{used} of {self.budget_bytes} bytes used this month"}
             self._phase("waiting for a quiet line")
             gate = gate_mod.wait_for_quiet(
-                gate_mod.wan_bytes_reader(link.wan_interface, self.net_dev),
+                self.wan_bytes,
                 clock=self.clock,
                 sleep=self.sleep,
             )
@@ -588,7 +607,15 @@ class LinkService:
     # --- commands over the UNIX socket ---------------------------------------------
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        return {"status": self.cmd_status, "test": self.cmd_test}
+        handlers = {"status": self.cmd_status, "test": self.cmd_test}
+        if self.line is not None:
+            handlers["emulate"] = self.cmd_emulate
+        return handlers
+
+    def cmd_emulate(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Drive the emulated line: faults, rates, members' traffic (demo and tests only)."""
+        assert self.line is not None
+        return emulated.command(self.line, req)
 
     def status(self) -> dict[str, Any]:
         """The current state, for the CLI and the panel (no personal data in it)."""
@@ -615,6 +642,7 @@ class LinkService:
                 "budget_bytes": self.budget_bytes,
                 "month_bytes": self.month_bytes(),
                 "backend": self.backend.label if self.backend else None,
+                "emulated": self.line is not None,
                 "contract_bps": [self.config.link.contracted_download_mbps * 1e6,
                                  self.config.link.contracted_upload_mbps * 1e6],
             }
@@ -639,10 +667,9 @@ class LinkService:
 
     def _busy_now(self) -> bool:
         """One second of WAN counters: is someone using the line right now?"""
-        read = gate_mod.wan_bytes_reader(self.config.link.wan_interface, self.net_dev)
         try:
-            before = read()
+            before = self.wan_bytes()
             time.sleep(1.0)
-            return read() - before > gate_mod.BUSY_BYTES_PER_SECOND
+            return self.wan_bytes() - before > gate_mod.BUSY_BYTES_PER_SECOND
         except (OSError, LookupError):
             return False

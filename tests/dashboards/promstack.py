@@ -130,6 +130,16 @@ class Prometheus:
         except urllib.error.HTTPError as exc:
             return json.load(exc)
 
+    def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> dict:
+        """The API's answer to a range query (errors included, not raised)."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        url = f"{self.url}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)
+
     def metric(self, name: str) -> float:
         """The sum of one metric on this Prometheus's own /metrics page."""
         body = (http_get(self.url + "/metrics") or b"").decode()
