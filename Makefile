@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test system-deps test-deps lint bench clean
+.PHONY: venv demo test system-deps test-deps lint bench clean image
 
 # The venv is rebuilt when pyproject.toml changes; otherwise `make venv` does nothing.
 $(STAMP): pyproject.toml
@@ -34,6 +34,13 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/door.py
+
+# The SD-card image (root: mmdebstrap, binfmt_misc). IMAGE=path to choose where it goes.
+IMAGE ?= build/telecentre.img
+image:
+	@scripts/system-deps.sh image
+	@mkdir -p $(dir $(IMAGE))
+	image-build/build-image.sh $(IMAGE)
 
 clean:
 	rm -rf $(VENV) demo-state .pytest_cache

@@ -7,7 +7,8 @@ included. We use only its register access, so this module:
 
 * imports the class even where ``RPi.GPIO``/``spidev`` are missing (laptops, CI, the
   demo, a Pi 5 without rpi-lgpio), by putting placeholder modules in ``sys.modules``
-  for the duration of the import only;
+  for the duration of the import only (for ``RPi.GPIO``, always: its GPIO code is never
+  ours to call);
 * builds driver objects without running ``__init__`` (see :func:`new_driver`).
 
 Never call ``MFRC522_ToCard`` (busy-waits 2,000 SPI reads per empty poll), its
@@ -61,7 +62,11 @@ def _load_driver_class() -> type:
             return already.MFRC522
         inserted: list[str] = []
         try:
-            if not _importable("RPi.GPIO"):
+            # Always a placeholder, even where RPi.GPIO is installed: we never use the
+            # package's GPIO code, and importing rpi-lgpio's RPi.GPIO raises off a Pi (the
+            # image booted in a virtual machine, emulated door) and makes lgpio's pipes in
+            # the working directory.
+            if "RPi.GPIO" not in sys.modules:
                 if "RPi" not in sys.modules:
                     rpi = types.ModuleType("RPi")
                     rpi.__path__ = []  # a package, so "import RPi.GPIO" resolves below
