@@ -43,7 +43,9 @@ if [ "$want" = test ]; then
   need udhcpc udhcpc
   need openssl openssl
 fi
-if [ "$want" = test ] || [ "$want" = image ]; then
+# Not part of `test` while the image boot test is not collected (tests/image/*_wip.py):
+# a future session adds "test" here when that test runs in CI.
+if [ "$want" = image ]; then
   need mmdebstrap mmdebstrap
   need qemu-user-static /usr/bin/qemu-aarch64-static
   need arch-test arch-test
