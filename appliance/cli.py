@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from appliance import __version__, accesslog, admins, db, ipc, members
+from appliance import __version__, accesslog, admins, db, ipc, members, wifilog
 from appliance import config as config_mod
 from appliance.config import Config, ConfigError
 from appliance.gateway.main import cmd_gateway
@@ -372,6 +372,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
     conn = _open_db(cfg)
     n = accesslog.purge(conn, cfg.access_log_days)
     print(f"{n} access events older than {cfg.access_log_days} days deleted.")
+    # The gateway purges its legal log hourly; this is for a box whose gateway is off.
+    n = wifilog.purge(conn, cfg.wifi_sessions_days)
+    print(f"{n} Wi-Fi sessions older than {cfg.wifi_sessions_days} days deleted.")
     return 0
 
 
@@ -490,7 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     s.set_defaults(func=cmd_backup)
 
-    s = sub.add_parser("purge", help="delete access events past the retention period")
+    s = sub.add_parser(
+        "purge", help="delete access events and Wi-Fi sessions past their retention period"
+    )
     s.set_defaults(func=cmd_purge)
 
     link_cli.add_parser(sub, _load)

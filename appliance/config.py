@@ -87,6 +87,8 @@ class LinkConfig:
     speedtest_server: int = 0
     test_seconds: float = 8.0
     monthly_budget_gb: float = 2.0
+    # "real", or "emulated": a modelled 30/1 Mbit/s line (appliance/link/emulated.py).
+    line: str = "real"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ class GatewayConfig:
     dhcp_last: str = ""
     lease_minutes: int = 60
     upstream_dns: tuple[str, ...] = ()
+    # Sharing the line (appliance/gateway/shaping.py): the line's speeds, the guests'
+    # share while members are busy, the ifb device that upload is shaped on.
+    shaping: bool = True
+    line_down_mbit: float = 30.0
+    line_up_mbit: float = 1.0
+    guest_share_percent: float = 40.0
+    upload_ifb: str = "ifb-telecentre"
     guest: WifiClass = WifiClass(1000, 5.0, 0.5, "block")
     member: WifiClass = WifiClass(20000, 25.0, 1.0, "throttle")
 
@@ -142,6 +151,8 @@ class Config:
     plans: dict[str, Plan] = field(default_factory=dict)
     closures: tuple[Closure, ...] = ()
     access_log_days: int = 90
+    # The Wi-Fi legal log (CPCE L34-1): one year, then deleted.
+    wifi_sessions_days: int = 365
     web_listen: str = "0.0.0.0"
     web_port: int = 8080
     metrics_listen: str = "127.0.0.1"
@@ -321,6 +332,7 @@ def _link(r: _Reader) -> LinkConfig:
         speedtest_server=r.integer("speedtest_server", 0, 0, 10**9),
         test_seconds=r.number("test_seconds", 8, 2, 60, " seconds"),
         monthly_budget_gb=r.number("monthly_budget_gb", 2, 0, 10000, " GB"),
+        line=r.string("line", "real", choices=("real", "emulated")),
     )
     r.check_unknown()
     return link
@@ -377,6 +389,9 @@ def _gateway(r: _Reader) -> GatewayConfig:
         dhcp.append(value)
     if all(dhcp) and ipaddress.IPv4Address(dhcp[0]) > ipaddress.IPv4Address(dhcp[1]):
         raise r.fail("dhcp_last", dhcp[1], f"an address after dhcp_first ({dhcp[0]})")
+    ifb = r.string("upload_ifb", d.upload_ifb, maxlen=15)
+    if not ifb or not all(c.isalnum() or c in "_.-" for c in ifb) or ifb in (lan, wan):
+        raise r.fail("upload_ifb", ifb, 'a new interface name such as "ifb-telecentre"')
     upstream = _texts(r, "upstream_dns", (), 'a list of IPv4 addresses like ["9.9.9.9"]')
     upstream = tuple(_ipv4(r, f"upstream_dns[{i}]", a) for i, a in enumerate(upstream))
     gw = GatewayConfig(
@@ -392,6 +407,11 @@ def _gateway(r: _Reader) -> GatewayConfig:
         dhcp_last=dhcp[1],
         lease_minutes=r.integer("lease_minutes", d.lease_minutes, 2, 7 * 24 * 60),
         upstream_dns=upstream,
+        shaping=r.boolean("shaping", d.shaping),
+        line_down_mbit=r.number("line_down_mbit", d.line_down_mbit, 0.1, 100000, " Mbit/s"),
+        line_up_mbit=r.number("line_up_mbit", d.line_up_mbit, 0.1, 100000, " Mbit/s"),
+        guest_share_percent=r.number("guest_share_percent", d.guest_share_percent, 5, 95, " %"),
+        upload_ifb=ifb,
         guest=_wifi_class(r.table("guest"), d.guest),
         member=_wifi_class(r.table("member"), d.member),
     )
@@ -512,6 +532,8 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
 
     ret = root.table("retention")
     access_log_days = ret.integer("access_log_days", 90, 1, 3650)
+    # At least a year: CPCE L34-1 makes a year of Wi-Fi connection data compulsory.
+    wifi_sessions_days = ret.integer("wifi_sessions_days", 365, 365, 3650)
     ret.check_unknown()
 
     web = root.table("web")
@@ -542,6 +564,7 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
         plans=plans,
         closures=tuple(closures),
         access_log_days=access_log_days,
+        wifi_sessions_days=wifi_sessions_days,
         web_listen=web_listen,
         web_port=web_port,
         metrics_listen=metrics_listen,

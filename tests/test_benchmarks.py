@@ -54,3 +54,26 @@ def test_link_benchmark_quick_run_prints_its_figures():
     assert 2e6 < figures["probe_line_bytes_per_day"] <= figures["probe_bytes_per_day"]
     assert figures["probe_bytes_per_day"] <= figures["probe_frame_bytes_per_day"] < 10e6
     assert 10 < figures["link_service_rss_mb"] < 500
+
+
+@pytest.mark.slow
+def test_gateway_benchmark_quick_run_prints_its_figures():
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the gateway benchmark needs root (CI runs as root)")
+        pytest.skip("the gateway benchmark needs root (network namespaces)")
+    for name in ("ip", "tc", "nft", "iperf3"):
+        require_tool(name)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gateway.py"), "--quick"],
+        capture_output=True, text=True, timeout=400, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # Keys and kinds only: timings belong to the full run.
+    for key in ("quota_overshoot_bytes", "forwarding_ratio", "jain_fairness",
+                "gateway_service_rss_mb"):
+        assert isinstance(figures[key], int | float), key
+    assert set(figures["login_to_internet_ms"]) >= {"p50", "p99"}
+    assert 0 < figures["forwarding_ratio"] and 0 < figures["jain_fairness"] <= 1
+    assert figures["shaping_leaf_classes"] == 201

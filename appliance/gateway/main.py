@@ -20,13 +20,20 @@ def run(config) -> int:
     from appliance.gateway import dnsmasq
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
+    from appliance.gateway.shaping import Shaper, TcRunner, line_from_config
     from appliance.runtime import catch_stop_signals, serve_metrics
     from appliance.sdnotify import notify
 
     # dnsmasq starts after us (its unit says so) and reads what we write here.
     path = dnsmasq.write(config)
     log.info("dnsmasq configuration written to %s", path)
-    service = GatewayService(config, NftRunner((config.gateway.nft_path,))).start()
+    shaper = None
+    if config.gateway.shaping:
+        shaper = Shaper(
+            line_from_config(config.gateway), TcRunner(),
+            lan_is_bridge=config.gateway.lan_is_bridge,
+        )
+    service = GatewayService(config, NftRunner((config.gateway.nft_path,)), shaper=shaper).start()
     metrics = serve_metrics(service.registry, config.metrics_listen, config.gateway_metrics_port)
     log.info(
         "gateway running (LAN %s, WAN %s); metrics on %s:%d",

@@ -20,10 +20,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from appliance import db
+from appliance import db, wifi_accounts, wifilog
 from appliance.config import Config, WifiClass
 from appliance.gateway import quotas as qm
 from appliance.gateway import ruleset as rs
+from appliance.gateway import shaping as sh
 from appliance.gateway.neighbours import NeighbourLookup
 from appliance.ipc import CommandServer
 from appliance.sdnotify import notify
@@ -31,6 +32,13 @@ from appliance.sdnotify import notify
 log = logging.getLogger(__name__)
 
 CLASSES = ("guest", "voucher", "member")
+PURGE_EVERY = 3600.0  # the legal log's retention is counted in days: hourly is plenty
+# Bounds on an admin's voucher batch: a sheet of paper, not a way to fill the disk.
+VOUCHER_BATCH_MAX = 200
+VOUCHER_DEVICES_MAX = 10
+VOUCHER_DAYS_MAX = 366
+VOUCHER_QUOTA_MB_MAX = 1_000_000
+BATCH_LABEL_MAX = 60
 
 
 class GatewayMetrics:
@@ -60,6 +68,9 @@ class GatewayMetrics:
         )
         self.nft_errors = Counter(
             "telecentre_wifi_nft_errors", "nft transactions refused.", registry=registry
+        )
+        self.tc_errors = Counter(
+            "telecentre_wifi_tc_errors", "Shaping changes tc refused.", registry=registry
         )
         for c in CLASSES:
             self.devices.labels(c)
@@ -99,9 +110,11 @@ class GatewayService:
         registry: CollectorRegistry | None = None,
         wall: Callable[[], float] = time.time,
         neighbours: NeighbourLookup | None = None,
+        shaper: sh.Shaper | None = None,
     ) -> None:
         self.config = config
         self.nft = nft
+        self.shaper = shaper
         self.wall = wall
         self.net = network_from_config(config)
         self.neighbours = neighbours or NeighbourLookup(
@@ -122,6 +135,7 @@ class GatewayService:
         self._thread: threading.Thread | None = None
         self.server: CommandServer | None = None
         self.last_persist = 0.0
+        self._last_purge = 0.0
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -160,6 +174,8 @@ class GatewayService:
             self.new_day()
         if now - self.last_persist >= self.config.gateway.persist_seconds:
             self.persist()
+        if now - self._last_purge >= PURGE_EVERY:
+            self.purge_sessions(now)
         notify("WATCHDOG=1")
 
     # --- state ----------------------------------------------------------------------
@@ -211,6 +227,7 @@ class GatewayService:
             )
             self._save_ledgers()
             self._update_gauges()
+            self._shape_all()
             log.info(
                 "gateway table loaded: %d quotas, %d devices", len(self.ledgers), len(self.devices)
             )
@@ -346,12 +363,49 @@ class GatewayService:
                         (now, owner.id),
                     )
             self.devices[device.mac] = device
+            for d in stale:
+                self._unshape(d)
+            self._shape(device)
             if new_owner:
                 self.ledgers[owner] = ledger
                 self._save_ledgers([owner])
             self.metrics.authorizations.labels(owner.kind, "ok").inc()
             self._update_gauges()
         return device
+
+    # --- shaping: a failure leaves the device unshaped, never off the internet --------
+
+    def _shape_args(self, device: rs.Device) -> tuple[Any, str, int | None, int | None]:
+        group = qm.owner_class(device.owner)
+        policy = self.policies[group]
+        return device.ip, group, policy.down_kbit, policy.up_kbit
+
+    def _shape_all(self) -> None:
+        if self.shaper is None:
+            return
+        try:
+            self.shaper.setup(self._shape_args(d) for d in self.devices.values())
+        except (sh.TcError, ValueError) as exc:
+            self.metrics.tc_errors.inc()
+            log.error("shaping not set up (%s): devices share the line unshaped", exc)
+
+    def _shape(self, device: rs.Device) -> None:
+        if self.shaper is None:
+            return
+        try:
+            self.shaper.add(*self._shape_args(device))
+        except (sh.TcError, ValueError) as exc:
+            self.metrics.tc_errors.inc()
+            log.error("device %s not shaped (%s)", device.ip, exc)
+
+    def _unshape(self, device: rs.Device) -> None:
+        if self.shaper is None:
+            return
+        try:
+            self.shaper.remove(device.ip)
+        except sh.TcError as exc:
+            self.metrics.tc_errors.inc()
+            log.error("shaping classes of %s not removed (%s)", device.ip, exc)
 
     def _check_voucher(self, voucher_id: int, mac: str) -> None:
         """A voucher serves at most `max_devices` devices, until it expires or is revoked.
@@ -394,6 +448,7 @@ class GatewayService:
                 return False
             self._apply(rs.remove_device_commands(device))
             del self.devices[mac]
+            self._unshape(device)
             with db.transaction(self.conn):
                 self._end_session(device, self.wall(), reason)
             self._update_gauges()
@@ -442,6 +497,8 @@ class GatewayService:
             "client": self.cmd_client,
             "portal_authorize": self.cmd_portal_authorize,
             "portal_logout": self.cmd_portal_logout,
+            "voucher_create": self.cmd_voucher_create,
+            "voucher_revoke": self.cmd_voucher_revoke,
         }
 
     def _owner(self, req: dict[str, Any]) -> rs.Owner:
@@ -492,6 +549,97 @@ class GatewayService:
             ]
         return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices}
 
+
+    # --- the legal log and vouchers (this service's tables) ---------------------------
+
+    def purge_sessions(self, now: float | None = None) -> int:
+        """Delete the legal log's rows past retention (CPCE L34-1: one year, then gone)."""
+        now = self.wall() if now is None else now
+        self._last_purge = now
+        try:
+            with self._lock:
+                n = wifilog.purge(self.conn, self.config.wifi_sessions_days, now=now)
+        except sqlite3.Error as exc:
+            log.warning("Wi-Fi session purge failed (%s); will retry", exc)
+            return 0
+        if n:
+            log.info("%d Wi-Fi sessions older than %d days deleted", n,
+                     self.config.wifi_sessions_days)
+        return n
+
+    def create_vouchers(
+        self, *, count: int, quota_mb: int, max_devices: int, valid_days: int,
+        batch: str, created_by: str | None,
+    ) -> tuple[str, float, list[tuple[int, str]]]:
+        """Store a batch of vouchers; returns (batch, valid_until, [(id, code)]).
+
+        Here rather than in the panel because `vouchers` is this service's table (it
+        checks them at every authorize and counts their devices); the codes leave this
+        process once, in the reply, and are never logged or stored in clear.
+        """
+        checks = (
+            ("count", count, 1, VOUCHER_BATCH_MAX),
+            ("quota_mb", quota_mb, 1, VOUCHER_QUOTA_MB_MAX),
+            ("max_devices", max_devices, 1, VOUCHER_DEVICES_MAX),
+            ("valid_days", valid_days, 1, VOUCHER_DAYS_MAX),
+        )
+        for name, value, lo, hi in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be a whole number from {lo} to {hi}")
+        now = self.wall()
+        label = " ".join(str(batch or "").split())[:BATCH_LABEL_MAX]
+        if not label:
+            label = dt.datetime.fromtimestamp(now, self.config.tz).strftime("%Y-%m-%d %H:%M")
+        valid_until = now + valid_days * 86400
+        with self._lock, db.transaction(self.conn):
+            made = [
+                wifi_accounts.create_voucher(
+                    self.conn, batch=label, quota_bytes=quota_mb * 1_000_000,
+                    max_devices=max_devices, valid_until=valid_until,
+                    created_by=(created_by or "")[:100] or None,
+                )
+                for _ in range(count)
+            ]
+        log.info("voucher batch of %d created", count)
+        return label, valid_until, made
+
+    def revoke_voucher(self, voucher_id: int) -> tuple[bool, int]:
+        """Revoke a voucher and take its devices off now; returns (revoked, devices kicked)."""
+        if isinstance(voucher_id, bool) or not isinstance(voucher_id, int):
+            raise ValueError("voucher id must be a whole number")
+        with self._lock:
+            cur = self.conn.execute(
+                "UPDATE vouchers SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (self.wall(), voucher_id),
+            )
+            owner = rs.Owner("voucher", voucher_id)
+            macs = [d.mac for d in self.devices.values() if d.owner == owner]
+            kicked = sum(self.kick(mac, "revoked") for mac in macs)
+        return cur.rowcount == 1, kicked
+
+    def cmd_voucher_create(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            label, valid_until, made = self.create_vouchers(
+                count=req.get("count"),  # type: ignore[arg-type]
+                quota_mb=req.get("quota_mb"),  # type: ignore[arg-type]
+                max_devices=req.get("max_devices"),  # type: ignore[arg-type]
+                valid_days=req.get("valid_days"),  # type: ignore[arg-type]
+                batch=str(req.get("batch") or ""),
+                created_by=str(req.get("created_by") or "") or None,
+            )
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {
+            "ok": True, "batch": label, "valid_until": valid_until,
+            "vouchers": [{"id": i, "code": code} for i, code in made],
+        }
+
+    def cmd_voucher_revoke(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            revoked, kicked = self.revoke_voucher(req.get("id"))  # type: ignore[arg-type]
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "revoked": revoked, "kicked": kicked}
 
     # --- the portal's commands: the device is named by its IP, its MAC found here ------
 

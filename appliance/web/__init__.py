@@ -88,7 +88,7 @@ def load_secret_key(state_dir: Path) -> bytes:
 
 def create_app(config: Config, *, secret_key: bytes | None = None) -> Flask:
     """Build the panel for this site. `secret_key` overrides the key file (tests)."""
-    from appliance.web import accesslog, auth, dashboard, door, line, members, plans
+    from appliance.web import accesslog, auth, dashboard, door, line, members, plans, wifi
 
     app = Flask(__name__)
     app.config.update(
@@ -118,7 +118,7 @@ def create_app(config: Config, *, secret_key: bytes | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     app.before_request(auth.load_admin)
 
-    for module in (auth, dashboard, members, accesslog, plans, door, line):
+    for module in (auth, dashboard, members, accesslog, plans, door, line, wifi):
         app.register_blueprint(module.bp)
 
     app.jinja_env.globals.update(

@@ -71,6 +71,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "nav.plans": {"fr": "Forfaits", "en": "Plans"},
     "nav.door": {"fr": "Porte", "en": "Door"},
     "nav.line": {"fr": "Ligne", "en": "Line"},
+    "nav.wifi": {"fr": "Wi-Fi", "en": "Wi-Fi"},
     "nav.logout": {"fr": "Se déconnecter", "en": "Log out"},
     "nav.menu": {"fr": "Menu principal", "en": "Main menu"},
     "nav.signed_in_as": {"fr": "Connecté : {name}", "en": "Signed in: {name}"},
@@ -624,6 +625,182 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "You agree to respect the law and the other users.",
     },
     "portal.back": {"fr": "Retour", "en": "Back"},
+    # --- Wi-Fi (panel) ----------------------------------------------------------------------
+    "wifi.title": {"fr": "Wi-Fi du télécentre", "en": "The telecentre's Wi-Fi"},
+    "wifi.unreachable": {
+        "fr": "Le service Wi-Fi (passerelle) ne répond pas : il est arrêté ou en train de "
+        "redémarrer. Les appareils connectés, les tickets et le journal légal ne peuvent "
+        "pas être modifiés pour le moment. Si cela dure, redémarrez le boîtier.",
+        "en": "The Wi-Fi service (gateway) is not responding: it is stopped or restarting. "
+        "Connected devices, vouchers and the legal log cannot be changed for now. If this "
+        "lasts, restart the box.",
+    },
+    "wifi.refused": {
+        "fr": "Le service Wi-Fi a refusé la commande ({detail}).",
+        "en": "The Wi-Fi service refused the command ({detail}).",
+    },
+    "wifi.mb": {"fr": "{n} Mo", "en": "{n} MB"},
+    "wifi.mbit": {"fr": "{n} Mbit/s", "en": "{n} Mbit/s"},
+    "wifi.devices": {"fr": "Appareils connectés", "en": "Connected devices"},
+    "wifi.no_devices": {"fr": "Aucun appareil connecté.", "en": "No device connected."},
+    "wifi.devices_help": {
+        "fr": "Un membre partage son volume entre tous ses appareils ; un ticket entre les "
+        "appareils qui l'utilisent. « Prolonger » ajoute du volume pour aujourd'hui ; "
+        "« Remettre à zéro » efface la consommation du jour ; « Déconnecter » renvoie "
+        "l'appareil vers la page de connexion.",
+        "en": "A member shares their volume across all their devices; a voucher across the "
+        "devices using it. \"Extend\" adds volume for today; \"Reset\" clears today's usage; "
+        "\"Disconnect\" sends the device back to the login page.",
+    },
+    "wifi.class": {"fr": "Type", "en": "Class"},
+    "wifi.who": {"fr": "Qui", "en": "Who"},
+    "wifi.device": {"fr": "Appareil (MAC, IP)", "en": "Device (MAC, IP)"},
+    "wifi.usage": {"fr": "Volume du jour", "en": "Today's volume"},
+    "wifi.used_of": {"fr": "{used} sur {limit}", "en": "{used} of {limit}"},
+    "wifi.spent": {"fr": "épuisé", "en": "used up"},
+    "wifi.rate": {"fr": "Débit actuel", "en": "Current rate"},
+    "wifi.rate_value": {"fr": "↓ {down} ↑ {up}", "en": "↓ {down} ↑ {up}"},
+    "wifi.actions": {"fr": "Actions", "en": "Actions"},
+    "wifi.extend_by": {"fr": "Volume à ajouter", "en": "Volume to add"},
+    "wifi.extend": {"fr": "Prolonger", "en": "Extend"},
+    "wifi.reset": {"fr": "Remettre à zéro", "en": "Reset"},
+    "wifi.kick": {"fr": "Déconnecter", "en": "Disconnect"},
+    "wifi.kicked": {"fr": "Appareil déconnecté.", "en": "Device disconnected."},
+    "wifi.extended": {"fr": "Volume prolongé pour aujourd'hui.",
+                      "en": "Volume extended for today."},
+    "wifi.was_reset": {"fr": "Consommation du jour remise à zéro.", "en": "Today's usage reset."},
+    "wifi.kind.member": {"fr": "Membre", "en": "Member"},
+    "wifi.kind.voucher": {"fr": "Ticket", "en": "Voucher"},
+    "wifi.kind.guest": {"fr": "Invité", "en": "Guest"},
+    "wifi.member_n": {"fr": "Membre n° {n}", "en": "Member #{n}"},
+    "wifi.member_named": {"fr": "{name} (n° {number})", "en": "{name} (no. {number})"},
+    "wifi.voucher_n": {"fr": "Ticket n° {n} ({batch})", "en": "Voucher #{n} ({batch})"},
+    "wifi.guest_n": {"fr": "Invité n° {n}", "en": "Guest #{n}"},
+    "wifi.policies": {"fr": "Règles par type d'accès", "en": "Rules per access class"},
+    "wifi.policies_help": {
+        "fr": "Ces règles se changent dans le fichier de configuration (sections "
+        "[gateway.member] et [gateway.guest]). Les tickets suivent les débits des invités, "
+        "avec le volume choisi à leur création.",
+        "en": "These rules are changed in the configuration file ([gateway.member] and "
+        "[gateway.guest] sections). Vouchers get the guests' rates, with the volume chosen "
+        "when they were made.",
+    },
+    "wifi.daily_quota": {"fr": "Volume par jour", "en": "Daily volume"},
+    "wifi.down": {"fr": "Débit descendant", "en": "Download rate"},
+    "wifi.up": {"fr": "Débit montant", "en": "Upload rate"},
+    "wifi.when_spent": {"fr": "Volume épuisé", "en": "When used up"},
+    "wifi.when_spent.block": {"fr": "Accès coupé jusqu'à minuit", "en": "Blocked until midnight"},
+    "wifi.when_spent.throttle": {
+        "fr": "Ralenti à 256 kbit/s jusqu'à minuit",
+        "en": "Slowed to 256 kbit/s until midnight",
+    },
+    "wifi.back": {"fr": "← Retour au Wi-Fi", "en": "← Back to Wi-Fi"},
+    # vouchers
+    "wifi.vouchers": {"fr": "Tickets Wi-Fi", "en": "Wi-Fi vouchers"},
+    "wifi.new_batch": {"fr": "Créer des tickets", "en": "Make vouchers"},
+    "wifi.field.count": {"fr": "Nombre de tickets", "en": "Number of vouchers"},
+    "wifi.field.quota_mb": {"fr": "Volume par jour (Mo)", "en": "Daily volume (MB)"},
+    "wifi.field.max_devices": {"fr": "Appareils par ticket", "en": "Devices per voucher"},
+    "wifi.field.valid_days": {"fr": "Valable", "en": "Valid for"},
+    "wifi.field.batch": {"fr": "Nom du lot", "en": "Batch name"},
+    "wifi.field.batch_help": {
+        "fr": "Facultatif, par exemple « Fête du village ». Vide : la date et l'heure.",
+        "en": "Optional, for example \"Village fair\". Empty: the date and time.",
+    },
+    "wifi.days": {"fr": "{n} jour(s)", "en": "{n} day(s)"},
+    "wifi.range": {
+        "fr": "Entrez un nombre entier de {lo} à {hi}.",
+        "en": "Enter a whole number from {lo} to {hi}.",
+    },
+    "wifi.make": {"fr": "Créer et imprimer", "en": "Make and print"},
+    "wifi.vouchers_help": {
+        "fr": "Les codes ne sont affichés qu'une fois, sur la feuille à imprimer : le "
+        "boîtier n'en garde qu'une empreinte. Feuille perdue ? Révoquez ces tickets et "
+        "créez-en d'autres.",
+        "en": "Codes are shown only once, on the sheet to print: the box keeps only a "
+        "fingerprint of them. Sheet lost? Revoke those vouchers and make new ones.",
+    },
+    "wifi.voucher_list": {"fr": "Derniers tickets", "en": "Latest vouchers"},
+    "wifi.no_vouchers": {"fr": "Aucun ticket pour l'instant.", "en": "No voucher yet."},
+    "wifi.voucher_no": {"fr": "N°", "en": "No."},
+    "wifi.state": {"fr": "État", "en": "State"},
+    "wifi.valid_until": {"fr": "Valable jusqu'au", "en": "Valid until"},
+    "wifi.voucher_state.new": {"fr": "Pas encore utilisé", "en": "Not used yet"},
+    "wifi.voucher_state.used": {"fr": "En service", "en": "In use"},
+    "wifi.voucher_state.expired": {"fr": "Expiré", "en": "Expired"},
+    "wifi.voucher_state.revoked": {"fr": "Révoqué", "en": "Revoked"},
+    "wifi.devices_of": {"fr": "{n} sur {max}", "en": "{n} of {max}"},
+    "wifi.revoke": {"fr": "Révoquer", "en": "Revoke"},
+    "wifi.revoked": {
+        "fr": "Ticket révoqué ; appareils déconnectés : {n}.",
+        "en": "Voucher revoked; devices disconnected: {n}.",
+    },
+    "wifi.sheet_gone": {
+        "fr": "Cette feuille de codes n'est plus disponible (elle n'est gardée qu'une heure, "
+        "et pas après un redémarrage). Révoquez ce lot et créez-en un autre.",
+        "en": "This sheet of codes is no longer available (it is kept one hour, and not "
+        "across a restart). Revoke that batch and make another.",
+    },
+    "wifi.sheet_title": {"fr": "Tickets Wi-Fi à imprimer", "en": "Wi-Fi vouchers to print"},
+    "wifi.sheet_print": {
+        "fr": "Imprimez cette page maintenant (menu du navigateur, ou Ctrl+P) : les codes "
+        "ne seront plus affichés ensuite. Découpez le long des pointillés.",
+        "en": "Print this page now (browser menu, or Ctrl+P): the codes will not be shown "
+        "again. Cut along the dashes.",
+    },
+    "wifi.back_vouchers": {"fr": "← Retour aux tickets", "en": "← Back to vouchers"},
+    "wifi.ticket_heading": {"fr": "Ticket d'accès Wi-Fi · Wi-Fi voucher",
+                            "en": "Wi-Fi voucher · Ticket d'accès Wi-Fi"},
+    "wifi.ticket_valid": {"fr": "Valable jusqu'au {date}", "en": "Valid until {date}"},
+    "wifi.ticket_quota": {"fr": "Volume : {quota} par jour", "en": "Volume: {quota} a day"},
+    "wifi.ticket_devices": {"fr": "Appareils : {n}", "en": "Devices: {n}"},
+    "wifi.ticket_how": {
+        "fr": "Connectez-vous au Wi-Fi, ouvrez un site : la page de connexion s'affiche. "
+        "Entrez ce code (tirets facultatifs).",
+        "en": "Join the Wi-Fi, open a website: the login page appears. Enter this code "
+        "(dashes optional).",
+    },
+    # legal log
+    "wifi.log_title": {"fr": "Journal légal du Wi-Fi", "en": "Wi-Fi legal log"},
+    "wifi.log_help": {
+        "fr": "Une ligne par connexion d'appareil : qui, adresse MAC, adresse IP, début, "
+        "fin, volume. Jamais les sites visités. La loi (CPCE, art. L34-1) impose de le "
+        "conserver un an ; il est effacé après {days} jours. À n'exporter que pour une "
+        "réquisition judiciaire.",
+        "en": "One row per device connection: who, MAC address, IP address, start, end, "
+        "volume. Never the sites visited. French law (CPCE, art. L34-1) requires keeping it "
+        "one year; it is deleted after {days} days. Export it only for a legal request.",
+    },
+    "wifi.log_export": {"fr": "Exporter en CSV (réquisition)",
+                        "en": "Export as CSV (legal request)"},
+    "wifi.log_empty": {
+        "fr": "Aucune connexion sur cette période.",
+        "en": "No connection in this period.",
+    },
+    "wifi.mac": {"fr": "Adresse MAC", "en": "MAC address"},
+    "wifi.ip": {"fr": "Adresse IP", "en": "IP address"},
+    "wifi.start": {"fr": "Début", "en": "Start"},
+    "wifi.end": {"fr": "Fin", "en": "End"},
+    "wifi.ongoing": {"fr": "en cours", "en": "ongoing"},
+    "wifi.bytes_up": {"fr": "Envoyé", "en": "Sent"},
+    "wifi.bytes_down": {"fr": "Reçu", "en": "Received"},
+    # a member's Wi-Fi secret
+    "wifi.secret_title": {"fr": "Mot de passe Wi-Fi", "en": "Wi-Fi password"},
+    "wifi.secret_none": {
+        "fr": "Aucun mot de passe Wi-Fi : ce membre ne peut pas encore se connecter au Wi-Fi.",
+        "en": "No Wi-Fi password: this member cannot log in to the Wi-Fi yet.",
+    },
+    "wifi.secret_since": {"fr": "Défini le {date}.", "en": "Set on {date}."},
+    "wifi.secret_label": {"fr": "Nouveau mot de passe ou code PIN", "en": "New password or PIN"},
+    "wifi.secret_help": {
+        "fr": "Un code PIN de 4 à 12 chiffres, ou un mot de passe de 8 caractères ou plus. "
+        "Donnez-le au membre : il n'est plus affichable ensuite.",
+        "en": "A PIN of 4 to 12 digits, or a password of 8 characters or more. Give it to "
+        "the member: it cannot be shown again.",
+    },
+    "wifi.secret_set_button": {"fr": "Enregistrer le mot de passe Wi-Fi",
+                               "en": "Save the Wi-Fi password"},
+    "wifi.secret_set": {"fr": "Mot de passe Wi-Fi enregistré.", "en": "Wi-Fi password saved."},
     # --- line (link monitor) --------------------------------------------------------------
     "line.title": {"fr": "Ligne internet", "en": "Internet line"},
     "line.unreachable": {

@@ -160,7 +160,7 @@ def test_staff_gets_403_on_every_write_and_sees_no_buttons(
     token = csrf_token(staff_client, "/")
     for rule in writes:
         path = rule.rule.replace("<int:member_id>", str(member_id)).replace(
-            "<int:badge_id>", str(badge_id))
+            "<int:badge_id>", str(badge_id)).replace("<int:voucher_id>", "1")
         r = staff_client.post(path, data={"csrf_token": token, "confirm": "yes",
                                           "name": "Changed", "reason": "x"})
         assert r.status_code == 403, path
