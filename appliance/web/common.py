@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, g
@@ -39,8 +40,8 @@ def close_db(_exc: BaseException | None = None) -> None:
         conn.close()
 
 
-class DoorUnavailable(Exception):
-    """The door service did not answer or refused; `message` is ready to show."""
+class ServiceUnavailable(Exception):
+    """A local service did not answer or refused; `message` is ready to show the admin."""
 
     def __init__(self, message: str, *, unreachable: bool) -> None:
         super().__init__(message)
@@ -48,16 +49,36 @@ class DoorUnavailable(Exception):
         self.unreachable = unreachable
 
 
-def door_call(cmd: str, *, timeout: float = COMMAND_TIMEOUT, **args: Any) -> dict[str, Any]:
-    """Send a command to the door service, turning IpcError into a message for the admin."""
+class DoorUnavailable(ServiceUnavailable):
+    """The door service did not answer or refused."""
+
+
+def service_call(
+    socket: Path,
+    messages: str,
+    error: type[ServiceUnavailable],
+    cmd: str,
+    *,
+    timeout: float,
+    **args: Any,
+) -> dict[str, Any]:
+    """One command to a local service; IpcError becomes `error` with the i18n texts
+    `<messages>.unreachable` (not running) or `<messages>.refused` (said no)."""
     try:
-        return ipc.call(site_config().door_socket, cmd, timeout=timeout, **args)
+        return ipc.call(socket, cmd, timeout=timeout, **args)
     except ipc.IpcUnavailable:
-        raise DoorUnavailable(translate("door.unreachable"), unreachable=True) from None
+        raise error(translate(f"{messages}.unreachable"), unreachable=True) from None
     except ipc.IpcError as exc:
-        raise DoorUnavailable(
-            translate("door.refused", detail=str(exc)[:200]), unreachable=False
+        raise error(
+            translate(f"{messages}.refused", detail=str(exc)[:200]), unreachable=False
         ) from None
+
+
+def door_call(cmd: str, *, timeout: float = COMMAND_TIMEOUT, **args: Any) -> dict[str, Any]:
+    """Send a command to the door service."""
+    return service_call(
+        site_config().door_socket, "door", DoorUnavailable, cmd, timeout=timeout, **args
+    )
 
 
 def local_datetime(timestamp: float) -> dt.datetime:

@@ -18,11 +18,17 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, jsonify, render_template, request
 
-from appliance import db, ipc
+from appliance import db
 from appliance.link import report as report_mod
 from appliance.link import store
 from appliance.web.auth import admin_required, login_required
-from appliance.web.common import STATUS_TIMEOUT, local_datetime, site_config
+from appliance.web.common import (
+    STATUS_TIMEOUT,
+    ServiceUnavailable,
+    local_datetime,
+    service_call,
+    site_config,
+)
 from appliance.web.i18n import translate
 
 log = logging.getLogger(__name__)
@@ -38,21 +44,14 @@ RANGES = {"24h": (86400, 900), "7d": (7 * 86400, 3600), "30d": (30 * 86400, 3 * 
 CHART_W, CHART_H, PAD = 600, 160, 4
 
 
-class LinkUnavailable(Exception):
-    """The link service did not answer or refused; `message` is ready to show."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class LinkUnavailable(ServiceUnavailable):
+    """The link service did not answer or refused."""
 
 
 def link_call(cmd: str, *, timeout: float = STATUS_TIMEOUT, **args: Any) -> dict[str, Any]:
-    try:
-        return ipc.call(site_config().link_socket, cmd, timeout=timeout, **args)
-    except ipc.IpcUnavailable:
-        raise LinkUnavailable(translate("line.unreachable")) from None
-    except ipc.IpcError as exc:
-        raise LinkUnavailable(translate("line.refused", detail=str(exc)[:200])) from None
+    return service_call(
+        site_config().link_socket, "line", LinkUnavailable, cmd, timeout=timeout, **args
+    )
 
 
 def _mbps(bps: Any) -> str:

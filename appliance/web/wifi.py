@@ -38,9 +38,17 @@ from flask import (
     url_for,
 )
 
-from appliance import db, ipc, members, wifi_accounts, wifilog
+from appliance import db, members, wifi_accounts, wifilog
 from appliance.web.auth import actor_name, admin_required, login_required
-from appliance.web.common import COMMAND_TIMEOUT, STATUS_TIMEOUT, clip, get_db, site_config
+from appliance.web.common import (
+    COMMAND_TIMEOUT,
+    STATUS_TIMEOUT,
+    ServiceUnavailable,
+    clip,
+    get_db,
+    service_call,
+    site_config,
+)
 from appliance.web.i18n import current_language, pick, translate
 
 log = logging.getLogger(__name__)
@@ -55,25 +63,15 @@ SHEET_SECONDS = 3600
 SHEETS_KEPT = 20
 
 
-class GatewayUnavailable(Exception):
-    """The gateway did not answer or refused; `message` is ready to show the admin."""
-
-    def __init__(self, message: str, *, unreachable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.unreachable = unreachable
+class GatewayUnavailable(ServiceUnavailable):
+    """The gateway did not answer or refused."""
 
 
 def gateway_call(cmd: str, *, timeout: float = COMMAND_TIMEOUT, **args: Any) -> dict[str, Any]:
-    """Send a command to the gateway service, turning IpcError into a message (door_call's twin)."""
-    try:
-        return ipc.call(site_config().gateway_socket, cmd, timeout=timeout, **args)
-    except ipc.IpcUnavailable:
-        raise GatewayUnavailable(translate("wifi.unreachable"), unreachable=True) from None
-    except ipc.IpcError as exc:
-        raise GatewayUnavailable(
-            translate("wifi.refused", detail=str(exc)[:200]), unreachable=False
-        ) from None
+    """Send a command to the gateway service."""
+    return service_call(
+        site_config().gateway_socket, "wifi", GatewayUnavailable, cmd, timeout=timeout, **args
+    )
 
 
 def _log_action(action: str) -> None:
