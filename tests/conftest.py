@@ -25,6 +25,15 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_root() -> None:
+    """The namespace tests need root: under CI=true its absence fails the test, else skips."""
+    if os.geteuid() != 0:
+        message = "the namespace tests need root (make test runs them as root)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def write_site_config(base: Path, **door: object) -> Path:
     """A config for an emulated site under `base`, with door overrides."""
     text = config_mod.default_config_text()

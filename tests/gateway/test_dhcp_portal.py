@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from appliance.gateway import dnsmasq
 from appliance.gateway.neighbours import NeighbourLookup
 from appliance.gateway.service import GatewayService
 from appliance.runtime import init_state
-from tests.conftest import IN_CI, require_tool, write_site_config
+from tests.conftest import require_root, require_tool, write_site_config
 from tests.gateway.netns import BOX, SERVER, Client, Topology, run
 
 pytestmark = pytest.mark.slow
@@ -137,10 +136,7 @@ PHONE = textwrap.dedent(
 def _needs_root() -> None:
     for tool in ("nft", "ip", "/usr/sbin/dnsmasq", "udhcpc"):
         require_tool(tool)
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the namespace tests need root (make test runs them as root)")
-        pytest.skip("the namespace tests need root")
+    require_root()
 
 
 @pytest.fixture

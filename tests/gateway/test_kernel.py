@@ -6,12 +6,10 @@ Needs root (namespaces, nftables); skipped otherwise, failed under CI=true.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 import pytest
 
 from appliance.gateway import ruleset as rs
-from tests.conftest import IN_CI, require_tool
 from tests.gateway.netns import (
     BOX,
     ISP_BOX,
@@ -19,7 +17,6 @@ from tests.gateway.netns import (
     PORTAL_PORT,
     SERVER,
     SERVER6,
-    Topology,
     run,
 )
 
@@ -31,21 +28,6 @@ FULL_FRAME = 1514
 # packet of up to 64 KiB, dropped whole when it would cross the limit. So a client may
 # get up to that much *less* than its quota, never more than one packet over it.
 GRO_MAX = 65536
-
-
-@pytest.fixture
-def topo():
-    require_tool("nft")
-    require_tool("ip")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the namespace tests need root (make test runs them as root)")
-        pytest.skip("the namespace tests need root")
-    t = Topology()
-    try:
-        yield t.build(n_clients=2)
-    finally:
-        t.close()
 
 
 def _net() -> rs.Network:

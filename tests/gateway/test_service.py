@@ -4,7 +4,6 @@ midnight reset with an injected clock, metrics without personal labels."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from appliance import ipc
 from appliance.gateway import ruleset as rs
 from appliance.gateway.service import GatewayService
 from appliance.runtime import init_state
-from tests.conftest import IN_CI, require_tool, write_site_config
-from tests.gateway.netns import SERVER, Topology
+from tests.conftest import write_site_config
+from tests.gateway.netns import SERVER
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +25,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def topo():
-    require_tool("nft")
-    require_tool("ip")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the namespace tests need root (make test runs them as root)")
-        pytest.skip("the namespace tests need root")
-    t = Topology()
-    try:
-        yield t.build(n_clients=2)
-    finally:
-        t.close()
 
 
 @pytest.fixture

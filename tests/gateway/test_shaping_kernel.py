@@ -7,13 +7,12 @@ root; skipped otherwise, failed under CI=true.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 import pytest
 
 from appliance.gateway import ruleset as rs
 from appliance.gateway import shaping as sh
-from tests.conftest import IN_CI, require_tool
+from tests.conftest import require_root, require_tool
 from tests.gateway.netns import BOX, PORTAL_PORT, Topology, run
 from tests.gateway.traffic import compete, goodput_bps, jain, start_servers
 
@@ -26,10 +25,7 @@ SECONDS = 5
 def topo():
     for tool in ("nft", "ip", "tc", "iperf3"):
         require_tool(tool)
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the namespace tests need root (make test runs them as root)")
-        pytest.skip("the namespace tests need root")
+    require_root()
     t = Topology()
     try:
         yield t.build(n_clients=3)

@@ -7,7 +7,6 @@ Needs root (namespaces, raw sockets); skipped otherwise, failed under CI=true.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.link.throughput import shaped_goodput
 from appliance.runtime import init_state
-from tests.conftest import IN_CI, require_tool
+from tests.conftest import require_root, require_tool
 from tests.link import netns
 from tests.link.netns import ANCHOR1, ANCHOR2, ISP_CPE, Internet
 
@@ -29,16 +28,9 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 
 
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the namespace tests need root (CI runs as root)")
-        pytest.skip("the namespace tests need root")
-
-
 @pytest.fixture(scope="module")
 def internet():
-    _need_root()
+    require_root()
     ip, tc = require_tool("ip"), require_tool("tc")
     nft, iperf3 = require_tool("nft"), require_tool("iperf3")
     require_tool("ss")
