@@ -396,7 +396,9 @@ class GatewayService:
             self.shaper.add(*self._shape_args(device))
         except (sh.TcError, ValueError) as exc:
             self.metrics.tc_errors.inc()
-            log.error("device %s not shaped (%s)", device.ip, exc)
+            # No address in ordinary logs; tc's message would carry it too.
+            log.error("a device could not be shaped (%s); it stays online unshaped",
+                      type(exc).__name__)
 
     def _unshape(self, device: rs.Device) -> None:
         if self.shaper is None:
@@ -405,7 +407,7 @@ class GatewayService:
             self.shaper.remove(device.ip)
         except sh.TcError as exc:
             self.metrics.tc_errors.inc()
-            log.error("shaping classes of %s not removed (%s)", device.ip, exc)
+            log.error("a device's shaping classes were not removed (%s)", type(exc).__name__)
 
     def _check_voucher(self, voucher_id: int, mac: str) -> None:
         """A voucher serves at most `max_devices` devices, until it expires or is revoked.
