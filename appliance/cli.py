@@ -12,7 +12,7 @@ from pathlib import Path
 from appliance import __version__, accesslog, admins, db, ipc, members, wifilog
 from appliance import config as config_mod
 from appliance.config import Config, ConfigError
-from appliance.gateway.main import cmd_gateway
+from appliance.gateway import cli as gateway_cli
 from appliance.link import cli as link_cli
 
 
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_door)
     s = sub.add_parser("web", help="run the web panel service")
     s.set_defaults(func=cmd_web)
-    sub.add_parser("gateway", help="run the Wi-Fi gateway service").set_defaults(func=cmd_gateway)
+    gateway_cli.add_parser(sub, _load)
 
     s = sub.add_parser("members", help="list, add, suspend, reactivate members; their badges")
     ms = s.add_subparsers(dest="members_cmd", required=True)

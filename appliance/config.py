@@ -118,6 +118,9 @@ class GatewayConfig:
         "169.254.0.0/16",
     )
     nft_path: str = "/usr/sbin/nft"
+    # "kernel" (nftables, tc, the neighbour table); "dry-run": everything in memory with
+    # emulated devices (appliance/gateway/dryrun.py), for the demo and tests only.
+    backend: str = "kernel"
     persist_seconds: float = 60.0
     # DHCP on the LAN (dnsmasq): first and last leased address ("" = derived from
     # lan_address), lease time, and the resolvers dnsmasq forwards to (empty = the box's).
@@ -132,8 +135,43 @@ class GatewayConfig:
     line_up_mbit: float = 1.0
     guest_share_percent: float = 40.0
     upload_ifb: str = "ifb-telecentre"
+    # Devices on the LAN (appliance/gateway/presence.py): dnsmasq's lease file, an ARP
+    # probe of each authorized device every presence_interval_seconds, and the silence
+    # after which it has left (its session ends, its rules go).
+    lease_file: str = "/var/lib/misc/dnsmasq.leases"
+    # The portal's address as devices see it ("" = http://<lan_address>/): a name the
+    # box's dnsmasq answers with the box's LAN address, used for DHCP option 114 and links.
+    portal_url: str = ""
+    presence_interval_seconds: float = 30.0
+    absent_after_seconds: float = 600.0
     guest: WifiClass = WifiClass(1000, 5.0, 0.5, "block")
     member: WifiClass = WifiClass(20000, 25.0, 1.0, "throttle")
+
+
+@dataclass(frozen=True)
+class WifiNetwork:
+    """One network (SSID) of the box's access point; every one leads to the captive portal.
+
+    `passphrase` "" is an open network; otherwise 8 to 63 printable ASCII characters or
+    64 hex digits (a raw WPA2 key). `security`: "wpa2", "wpa2-wpa3" (WPA3-SAE too, for
+    the devices that have it) or "wpa3" (SAE only). `role` says who the network is for
+    ("members" or "guests"), for the admin; the portal decides the class, not the SSID.
+    """
+
+    ssid: str
+    passphrase: str = ""
+    security: str = "wpa2"
+    role: str = "members"
+
+
+@dataclass(frozen=True)
+class WifiConfig:
+    """[wifi]: the access point hostapd runs on the Pi's radio (none without networks)."""
+
+    interface: str = "wlan0"
+    country: str = "FR"
+    channel: int = 6
+    networks: tuple[WifiNetwork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +200,7 @@ class Config:
     link_metrics_port: int = 9103
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     gateway_metrics_port: int = 9104
+    wifi: WifiConfig = field(default_factory=WifiConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -350,6 +389,29 @@ def _wifi_class(r: _Reader, default: WifiClass) -> WifiClass:
     return wc
 
 
+def _portal_url(r: _Reader) -> str:
+    """"" or http://name/ (a DNS name, no port or path): the portal as devices see it.
+
+    https is refused for now: the portal identifies a device by the address its request
+    comes from, so TLS must end in the portal itself, which does not serve it yet.
+    """
+    value = r.get("portal_url", "")
+    if value == "":
+        return ""
+    expected = ('"" or "http://name/" with a DNS name such as "http://wifi.telecentre.fr/" '
+                "(https is not served by the portal yet)")
+    if not isinstance(value, str) or not value.startswith("http://"):
+        raise r.fail("portal_url", value, expected)
+    host = value.removeprefix("http://").removesuffix("/")
+    labels = host.split(".")
+    if (not 1 <= len(host) <= 253 or len(labels) < 2 or any(
+            not 1 <= len(x) <= 63 or x.startswith("-") or x.endswith("-")
+            or not all(c.isascii() and (c.isalnum() or c == "-") for c in x) for x in labels)
+            or host.replace(".", "").isdigit()):
+        raise r.fail("portal_url", value, expected)
+    return f"http://{host.lower()}/"
+
+
 def _gateway(r: _Reader) -> GatewayConfig:
     """The [gateway] section: the Wi-Fi gateway."""
     d = GatewayConfig()
@@ -402,6 +464,7 @@ def _gateway(r: _Reader) -> GatewayConfig:
         portal_port=r.integer("portal_port", d.portal_port, 1, 65535),
         blocked_networks=blocked,
         nft_path=r.string("nft_path", d.nft_path, maxlen=4096),
+        backend=r.string("backend", d.backend, choices=("kernel", "dry-run")),
         persist_seconds=r.number("persist_seconds", d.persist_seconds, 5, 60, " seconds"),
         dhcp_first=dhcp[0],
         dhcp_last=dhcp[1],
@@ -412,11 +475,84 @@ def _gateway(r: _Reader) -> GatewayConfig:
         line_up_mbit=r.number("line_up_mbit", d.line_up_mbit, 0.1, 100000, " Mbit/s"),
         guest_share_percent=r.number("guest_share_percent", d.guest_share_percent, 5, 95, " %"),
         upload_ifb=ifb,
+        lease_file=r.string("lease_file", d.lease_file, maxlen=4096),
+        portal_url=_portal_url(r),
+        presence_interval_seconds=r.number("presence_interval_seconds",
+                                           d.presence_interval_seconds, 5, 600, " seconds"),
+        absent_after_seconds=r.number("absent_after_seconds", d.absent_after_seconds,
+                                      60, 86400, " seconds"),
         guest=_wifi_class(r.table("guest"), d.guest),
         member=_wifi_class(r.table("member"), d.member),
     )
     r.check_unknown()
     return gw
+
+
+WIFI_CHANNELS = (*range(1, 14), 36, 40, 44, 48)  # 2.4 GHz 1-13 and 5 GHz without DFS (FR)
+WIFI_NETWORKS_MAX = 4
+
+
+def wifi_key_ok(key: str) -> bool:
+    """8 to 63 printable ASCII characters (a WPA passphrase) or 64 hex digits (a raw key)."""
+    if len(key) == 64:
+        return all(c in "0123456789abcdefABCDEF" for c in key)
+    return 8 <= len(key) <= 63 and all(" " <= c <= "~" for c in key)
+
+
+def _wifi(r: _Reader, gw: GatewayConfig) -> WifiConfig:
+    """The [wifi] section: hostapd's access point, checked against [gateway]'s LAN."""
+    d = WifiConfig()
+    interface = r.string("interface", d.interface, maxlen=15)
+    if not all(c.isalnum() or c in "_.-" for c in interface):
+        raise r.fail("interface", interface, 'a Wi-Fi interface name such as "wlan0"')
+    country = r.string("country", d.country, maxlen=2)
+    if len(country) != 2 or not ("A" <= country[0] <= "Z" and "A" <= country[1] <= "Z"):
+        raise r.fail("country", country, 'a two-letter country code in capitals, "FR"')
+    channel = r.get("channel", d.channel)
+    if isinstance(channel, bool) or channel not in WIFI_CHANNELS:
+        raise r.fail("channel", channel, "1 to 13 (2.4 GHz) or 36, 40, 44, 48 (5 GHz)")
+    raw = r.get("networks", [])
+    if not isinstance(raw, list) or len(raw) > WIFI_NETWORKS_MAX:
+        raise r.fail("networks", raw, f"at most {WIFI_NETWORKS_MAX} [[wifi.networks]] tables")
+    networks: list[WifiNetwork] = []
+    for i, item in enumerate(raw):
+        n = _Reader(r.source, item if isinstance(item, dict) else {}, f"wifi.networks[{i}].")
+        if not isinstance(item, dict):
+            raise r.fail(f"networks[{i}]", item, "a [[wifi.networks]] table")
+        ssid = n.get("ssid", None)
+        if (not isinstance(ssid, str) or not 1 <= len(ssid.encode("utf-8")) <= 32
+                or not ssid.isprintable()):
+            raise n.fail("ssid", ssid, "a network name of 1 to 32 bytes, no control character")
+        if any(x.ssid == ssid for x in networks):
+            raise n.fail("ssid", ssid, "a name no other network of the box has")
+        key = n.get("passphrase", "")
+        if not isinstance(key, str) or (key and not wifi_key_ok(key)):
+            raise n.fail("passphrase", "<hidden>", '8 to 63 printable ASCII characters, '
+                         '64 hex digits, or "" for an open network (behind the portal)')
+        security = n.string("security", "wpa2", choices=("wpa2", "wpa2-wpa3", "wpa3"))
+        if security != "wpa2" and len(key) == 64:
+            raise n.fail("security", security, '"wpa2" with a 64-hex-digit key (WPA3-SAE '
+                         "needs a passphrase)")
+        role = n.string("role", "members", choices=("members", "guests"))
+        n.check_unknown()
+        networks.append(WifiNetwork(ssid=ssid, passphrase=key, security=security, role=role))
+    if networks:
+        if not gw.lan_is_bridge and interface != gw.lan_interface:
+            raise r.fail("interface", interface, f"gateway.lan_interface ({gw.lan_interface}): "
+                         "clients must land on the LAN the gateway guards (or set "
+                         "gateway.lan_is_bridge and make this interface a port of it)")
+        if gw.lan_is_bridge and interface == gw.lan_interface:
+            raise r.fail("interface", interface, "the radio, a port of the bridge "
+                         f"gateway.lan_interface ({gw.lan_interface}), not the bridge")
+        if len(networks) > 1 and not gw.lan_is_bridge:
+            raise r.fail("networks", len(networks), "one network, unless gateway.lan_is_bridge "
+                         "= true (each extra network joins the bridge)")
+        if len(interface) + 2 > 15 and len(networks) > 1:
+            raise r.fail("interface", interface, "a name of at most 13 characters with "
+                         "several networks")
+    r.check_unknown()
+    return WifiConfig(interface=interface, country=country, channel=channel,
+                      networks=tuple(networks))
 
 
 def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = None) -> Config:
@@ -529,6 +665,7 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
 
     link = _link(root.table("link"))
     gateway = _gateway(root.table("gateway"))
+    wifi = _wifi(root.table("wifi"), gateway)
 
     ret = root.table("retention")
     access_log_days = ret.integer("access_log_days", 90, 1, 3650)
@@ -574,6 +711,7 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
         link_metrics_port=link_metrics_port,
         gateway=gateway,
         gateway_metrics_port=gateway_metrics_port,
+        wifi=wifi,
     )
 
 

@@ -4,7 +4,10 @@ It runs on any Linux laptop, unprivileged: an emulated MFRC522 behind a
 spidev-compatible object (the real driver code path runs), gpiozero's
 MockFactory for the pins, the real SQLite file and the real web server, and the
 link service on the emulated line (appliance/link/emulated.py), so the Line page has
-live state, history and "test now" with no network traffic at all.
+live state, history and "test now" with no network traffic at all, and the Wi-Fi
+gateway on its dry-run backend (appliance/gateway/dryrun.py): the real gateway service
+and captive portal, with tables kept in memory and emulated Wi-Fi devices whose traffic
+moves the quotas. The browser the visitor opens the portal with is one of those devices.
 """
 
 from __future__ import annotations
@@ -14,28 +17,39 @@ import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from appliance import config as config_mod
-from appliance import ipc
+from appliance import db, ipc, members, wifi_accounts
 from appliance.config import Config
 from appliance.door.hardware import build_hardware
 from appliance.door.service import DoorService, load_site_secret
+from appliance.gateway.dryrun import DryRun
 from appliance.link.service import LinkService
 from appliance.runtime import ensure_admin, init_state, serve_metrics
 
 log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
+# Members seeded in a new demo folder; the first logs in on the portal with the PIN.
+DEMO_MEMBERS = (
+    ("Camille Martin", "camille.martin@example.org"),
+    ("Louis Bernard", "louis.bernard@example.org"),
+    ("Inès Garnier", "ines.garnier@example.org"),
+)
+DEMO_PIN = "2468"
 
 
 def demo_config_text(
     base: Path, web_host: str, web_port: int, door_metrics_port: int, web_metrics_port: int,
-    link_metrics_port: int = 0,
+    link_metrics_port: int = 0, gateway_metrics_port: int = 0,
 ) -> str:
     """The default config, pointed at the demo's folders, emulated hardware and line.
 
     The line is probed every 2 s and tested for 4 s per direction, so a visitor sees
-    an outage within seconds and "test now" finishes while they watch.
+    an outage within seconds and "test now" finishes while they watch. The gateway
+    runs dry-run, saves its counts every 5 s (the panel's Wi-Fi page follows them),
+    and guests get 200 MB a day, so a quota can be spent while watching.
     """
     text = config_mod.default_config_text()
     replacements = {
@@ -52,6 +66,10 @@ def demo_config_text(
         r"^probe_interval = .*$": "probe_interval = 2",
         r"^probe_timeout = .*$": "probe_timeout = 0.5",
         r"^test_seconds = .*$": "test_seconds = 4",
+        r'^backend = "kernel"$': 'backend = "dry-run"',
+        r"^persist_seconds = .*$": "persist_seconds = 5",
+        r"^daily_quota_mb = 1000$": "daily_quota_mb = 200",
+        r"^gateway_port = .*$": f"gateway_port = {gateway_metrics_port}",
     }
     for pattern, repl in replacements.items():
         text, n = re.subn(pattern, repl.replace("\\", "\\\\"), text, count=1, flags=re.M)
@@ -71,6 +89,8 @@ class Demo:
         door_metrics_port: int = 0,
         web_metrics_port: int = 0,
         link_metrics_port: int = 0,
+        gateway_metrics_port: int = 0,
+        portal_port: int | None = None,
     ) -> None:
         self.base = Path(base_dir).resolve()
         self.web_host = web_host
@@ -78,6 +98,14 @@ class Demo:
         self.door_metrics_port = door_metrics_port
         self.web_metrics_port = web_metrics_port
         self.link_metrics_port = link_metrics_port
+        self.gateway_metrics_port = gateway_metrics_port
+        # The portal next to the panel (8088 next to 8080); a free one with --port 0.
+        self.portal_port = portal_port if portal_port is not None else (
+            web_port + 8 if web_port else 0)
+        self.gateway: DryRun | None = None
+        self._gateway_metrics = None
+        self._portal = None
+        self.member_login = ""
         self.admin_user = DEMO_ADMIN
         self.admin_password = ""
         self.config: Config | None = None
@@ -105,6 +133,7 @@ class Demo:
                 self.door_metrics_port,
                 self.web_metrics_port,
                 self.link_metrics_port,
+                self.gateway_metrics_port,
             ),
             "utf-8",
         )
@@ -127,12 +156,48 @@ class Demo:
         web_metrics = make_metrics_server(cfg, self._web)
         if web_metrics is not None:
             self._metrics.append(web_metrics)
+        self._start_wifi(cfg)
         return self
+
+    def _start_wifi(self, cfg: Config) -> None:
+        """The gateway (dry-run), a few emulated devices, and the captive portal."""
+        from appliance.web.server import make_portal_server
+
+        self.member_login = seed_members(cfg)
+        self.gateway = DryRun(cfg).start()
+        self._gateway_metrics = serve_metrics(
+            self.gateway.service.registry, cfg.metrics_listen, cfg.gateway_metrics_port
+        )
+        emulator = self.gateway.emulator
+        if len(emulator.devices) == 1:  # a new demo folder: only "this browser" so far
+            for who in DEMO_MEMBERS[1:]:
+                emulator.add("member", owner=who[1])
+            emulator.add("voucher")
+            emulator.add("guest", 2)
+            emulator.add("visitor")
+        self._portal = make_portal_server(
+            cfg, self.web_host, self.portal_port,
+            registry=self._web.flask_app.extensions["metrics_registry"],
+        )
+        # Phones reach the portal at the box's address; the demo's visitor at this one.
+        ext = self._portal.flask_app.extensions
+        ext["portal_url"] = self.portal_url
+        ext["portal_hosts"] = {*ext["portal_hosts"], urlsplit(self.portal_url).hostname}
+        threading.Thread(target=self._portal.run, name="portal", daemon=True).start()
 
     @property
     def url(self) -> str:
         host = self.web_host if self.web_host not in ("0.0.0.0", "::") else "127.0.0.1"
         return f"http://{host}:{self._web.bound_port}/"
+
+    @property
+    def portal_url(self) -> str:
+        host = self.web_host if self.web_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"http://{host}:{self._portal.bound_port}/"
+
+    @property
+    def gateway_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self._gateway_metrics.server_port}/metrics"
 
     @property
     def door_metrics_url(self) -> str:
@@ -159,6 +224,12 @@ class Demo:
     def stop(self) -> None:
         if self._web is not None:
             self._web.close()
+        if self._portal is not None:
+            self._portal.close()
+        if self._gateway_metrics is not None:
+            self._gateway_metrics.shutdown()
+        if self.gateway is not None:
+            self.gateway.stop()
         for server in self._metrics:
             server.shutdown()
         if self._link_metrics is not None:
@@ -191,6 +262,19 @@ def banner(demo: Demo) -> str:
         f"    .venv/bin/telecentre --config {demo.config_path} link emulate busy|quiet|status",
         f"    .venv/bin/telecentre --config {demo.config_path} link test",
         "",
+        f"  Portail captif / captive portal: {demo.portal_url}",
+        "    Ce navigateur y est un appareil Wi-Fi émulé : acceptez les conditions, ou",
+        "    connectez-vous en membre / this browser is an emulated Wi-Fi device there:",
+        f"    accept the terms, or log in as a member: {demo.member_login}, PIN {DEMO_PIN}",
+        f"  Passerelle / gateway metrics: {demo.gateway_metrics_url}",
+        "  Wi-Fi émulé (passerelle sans réseau) / emulated Wi-Fi (dry-run gateway):",
+        f"    .venv/bin/telecentre --config {demo.config_path} gateway emulate status",
+        f"    .venv/bin/telecentre --config {demo.config_path} gateway emulate add "
+        "guest|voucher|member|visitor [N]",
+        f"    .venv/bin/telecentre --config {demo.config_path} gateway emulate download "
+        "browser 200",
+        f"    .venv/bin/telecentre --config {demo.config_path} gateway emulate remove NAME|all",
+        "",
         "  Ctrl-C pour arrêter / to stop.",
         "",
     ]
@@ -215,3 +299,19 @@ def run(base_dir: Path, web_host: str, web_port: int) -> int:
         demo.stop()
         time.sleep(0.1)
     return 0
+
+
+def seed_members(cfg: Config) -> str:
+    """Members for a new demo folder, the first with a Wi-Fi PIN; returns its login."""
+    conn = db.open_db(cfg.db_path)
+    try:
+        with db.transaction(conn):
+            for name, email in DEMO_MEMBERS:
+                row = conn.execute("SELECT id FROM members WHERE email = ?", (email,)).fetchone()
+                member_id = row[0] if row else members.add_member(
+                    conn, {"name": name, "email": email, "notes": "démonstration / demo"})
+                if email == DEMO_MEMBERS[0][1]:
+                    wifi_accounts.set_portal_secret(conn, member_id, DEMO_PIN)
+    finally:
+        conn.close()
+    return DEMO_MEMBERS[0][1]

@@ -7,7 +7,7 @@ from any PC). At boot, before any telecentre service, this module:
 - runs `telecentre init` as the service user with the admin password from the file (or sets
   the given password hash): the image ships with no account and no password at all,
 - writes the metrics agent's configuration (site label, remote_write URL and credentials),
-  the WAN's network settings and the Wi-Fi networks for the gateway,
+  the WAN's network settings (the Wi-Fi networks go in the site configuration),
 - makes the SSH host keys (never shipped in the image) and installs authorized keys,
 - grows the data partition to the end of the card,
 - and overwrites then deletes the file, so no secret stays on the FAT partition; a short
@@ -249,25 +249,45 @@ def _wifi(section: dict[str, Any]) -> tuple[str, tuple[dict[str, str], ...]]:
     out = []
     for i, net in enumerate(networks):
         key = f"wifi.networks[{i}]"
-        if not isinstance(net, dict) or set(net) - {"ssid", "passphrase", "role"}:
-            raise FirstBootError(key, "clés permises : ssid, passphrase, role",
-                                 "allowed keys: ssid, passphrase, role")
+        if not isinstance(net, dict) or set(net) - {"ssid", "passphrase", "role", "security"}:
+            raise FirstBootError(key, "clés permises : ssid, passphrase, role, security",
+                                 "allowed keys: ssid, passphrase, role, security")
         ssid, passphrase = net.get("ssid"), net.get("passphrase", "")
         role = net.get("role", "members")
-        if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32 or "\n" in ssid:
-            raise FirstBootError(f"{key}.ssid", "1 à 32 octets", "1 to 32 bytes")
+        security = net.get("security", "wpa2")
+        if (not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32
+                or not ssid.isprintable()):
+            raise FirstBootError(f"{key}.ssid", "1 à 32 octets, sans caractère de contrôle",
+                                 "1 to 32 bytes, no control character")
         if not isinstance(passphrase, str) or not (
-            passphrase == "" or (8 <= len(passphrase) <= 63 and passphrase.isprintable())
+            passphrase == "" or config_mod.wifi_key_ok(passphrase)
         ):
             raise FirstBootError(
                 f"{key}.passphrase",
-                "8 à 63 caractères (vide : réseau ouvert, derrière le portail)",
-                "8 to 63 characters (empty: open network, behind the portal)",
+                "8 à 63 caractères ASCII imprimables, ou 64 chiffres hexadécimaux "
+                "(vide : réseau ouvert, derrière le portail)",
+                "8 to 63 printable ASCII characters, or 64 hex digits "
+                "(empty: open network, behind the portal)",
             )
         if role not in ("members", "guests"):
             raise FirstBootError(f"{key}.role", "« members » ou « guests »",
                                  "'members' or 'guests'")
-        out.append({"ssid": ssid, "passphrase": passphrase, "role": role})
+        if security not in ("wpa2", "wpa2-wpa3", "wpa3") or (
+            security != "wpa2" and len(passphrase) == 64
+        ):
+            raise FirstBootError(f"{key}.security",
+                                 "« wpa2 », « wpa2-wpa3 » ou « wpa3 » (WPA3 : une phrase)",
+                                 "'wpa2', 'wpa2-wpa3' or 'wpa3' (WPA3: a passphrase)")
+        out.append({"ssid": ssid, "passphrase": passphrase, "security": security,
+                    "role": role})
+    if len(out) > 1:
+        # The Pi's radio is the gateway's LAN by itself: a second network would need a
+        # LAN bridge ([gateway] lan_is_bridge), which telecentre.toml can set by hand.
+        raise FirstBootError("wifi.networks",
+                             "un seul réseau sur le Wi-Fi du Pi (plusieurs : pont LAN, "
+                             "à régler dans telecentre.toml)",
+                             "one network on the Pi's Wi-Fi (several: a LAN bridge, set "
+                             "in telecentre.toml)")
     return country, tuple(out)
 
 
@@ -352,11 +372,36 @@ def site_config_text(fb: FirstBoot, existing: str | None, backend: str) -> str:
     text = set_key(text, "hardware", "backend", _toml_string(backend))
     text = set_key(text, "link", "wan_interface", _toml_string(fb.wan.interface))
     text = set_key(text, "gateway", "wan_interface", _toml_string(fb.wan.interface))
+    text = wifi_text(text, fb)
     try:
         config_mod.parse(tomllib.loads(text), FILE_NAME)
     except config_mod.ConfigError as exc:
-        key = "site.timezone" if "timezone" in str(exc) else "site"
+        key = "site.timezone" if "timezone" in str(exc) else (
+            "wifi" if "'wifi." in str(exc) else "site")
         raise FirstBootError(key, str(exc), str(exc)) from None
+    return text
+
+
+def wifi_text(text: str, fb: FirstBoot) -> str:
+    """The [wifi] section of telecentre.toml: the country, and the networks as
+    [[wifi.networks]] tables at the end (those of a re-configured card replaced). The
+    gateway writes hostapd's file from there: the site config is the one source."""
+    if not re.search(r"^\[wifi\]\s*$", text, re.M):
+        text = text.rstrip("\n") + "\n\n[wifi]\ncountry = \"FR\"\n"
+    text = set_key(text, "wifi", "country", _toml_string(fb.wifi_country))
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = stripped.replace(" ", "") == "[[wifi.networks]]"
+        if not skipping:
+            kept.append(line)
+    text = "\n".join(kept).rstrip("\n") + "\n"
+    for net in fb.wifi:
+        text += "\n[[wifi.networks]]\n" + "".join(
+            f"{k} = {_toml_string(net[k])}\n" for k in ("ssid", "passphrase", "security", "role")
+        )
     return text
 
 
@@ -511,10 +556,7 @@ def apply(paths: Paths, run: Runner = _default_runner) -> str:
                                      else "no remote_write (buffering locally)"))
     _write(paths.etc / "network" / "10-wan.network", network_file(fb.wan), 0o644, None)
     done.append(f"WAN {fb.wan.interface}: {fb.wan.mode}")
-    wifi = {"country": fb.wifi_country, "networks": list(fb.wifi)}
-    _write(paths.etc / "wifi.json", json.dumps(wifi, indent=2, ensure_ascii=False) + "\n",
-           0o640, group)
-    done.append(f"Wi-Fi: {len(fb.wifi)} network(s)")
+    done.append(f"Wi-Fi: {len(fb.wifi)} network(s) in {paths.config.name}")
     if fb.ssh_keys:
         keys_dir = paths.ssh / "authorized_keys"
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

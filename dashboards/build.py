@@ -123,9 +123,9 @@ def bars(title: str, targets: list[prom.Dataquery], unit: str, w: int = 12, h: i
 
 def single(title: str, expr: str, unit: str = "none", w: int = 4, h: int = 5, desc: str = "",
            steps: list[tuple[float | None, str]] | None = None,
-           states: dict[str, tuple[str, str]] | None = None) -> stat.Panel:
+           states: dict[str, tuple[str, str]] | None = None, legend: str = "") -> stat.Panel:
     p = (stat.Panel().title(title).datasource(DS).unit(unit).span(w).height(h)
-         .with_target(target(expr))
+         .with_target(target(expr, legend))
          .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
     if steps:
         p = p.thresholds(thresholds(steps))
@@ -262,11 +262,17 @@ def site() -> db.Dashboard:
     ))
     d = d.with_panel(single(
         "Download / contract", f"telecentre_link_download_contract_ratio{{{s}}}",
-        "percentunit", steps=[(None, "red"), (0.5, "orange"), (0.8, "green")],
+        "percentunit", w=3, steps=[(None, "red"), (0.5, "orange"), (0.8, "green")],
     ))
     d = d.with_panel(single(
         "Upload / contract", f"telecentre_link_upload_contract_ratio{{{s}}}",
-        "percentunit", steps=[(None, "red"), (0.5, "orange"), (0.8, "green")],
+        "percentunit", w=3, steps=[(None, "red"), (0.5, "orange"), (0.8, "green")],
+    ))
+    d = d.with_panel(single(
+        "Tests under half the contract in a row",
+        f"max by (direction) (telecentre_link_tests_below_half_contract_in_a_row{{{s}}})",
+        w=3, legend="{{direction}}", steps=[(None, "green"), (1, "orange"), (3, "red")],
+        desc="Completed tests in a row under 50 % of the contract; the alert fires at 3.",
     ))
     d = d.with_panel(single(
         "Added delay (grade)", f"telecentre_link_added_delay_seconds{{{s}}}", "s",
@@ -274,7 +280,7 @@ def site() -> db.Dashboard:
     ))
     d = d.with_panel(single(
         "Test budget used", f"telecentre_link_test_budget_used_bytes{{{s}}}"
-        f" / telecentre_link_test_budget_bytes{{{s}}}", "percentunit",
+        f" / telecentre_link_test_budget_bytes{{{s}}}", "percentunit", w=3,
         steps=[(None, "green"), (0.8, "orange"), (1, "red")],
     ))
     d = d.with_panel(
@@ -355,6 +361,15 @@ def site() -> db.Dashboard:
     d = d.with_panel(ts("Quotas spent today by class", [
         target(f"sum by (class) (telecentre_wifi_quotas_exhausted{{{s}}})", "{{class}}"),
     ], "none", w=8))
+    d = d.with_panel(ts("Portal logins by class and result", [
+        target(f"sum by (class, result) (increase(telecentre_portal_logins_total{{{s}}}"
+               "[$__interval]))", "{{class}} {{result}}"),
+    ], "none", w=12, stack=True))
+    d = d.with_panel(ts("Portal login to internet, p95", [
+        target("histogram_quantile(0.95, sum by (le) "
+               f"(rate(telecentre_portal_authorize_seconds_bucket{{{s}}}[{ri}])))", "p95"),
+    ], "s", w=12, desc="From a portal login's request to the gateway's rules in place "
+                       "(the issue's target: under 1 s)."))
 
     d = d.with_row(db.Row("Panel and agent"))
     d = d.with_panel(ts("Panel requests by status", [

@@ -14,12 +14,13 @@ base_pkgs="python3 python3-venv python3-pip"
 # namespaces (iperf3 is also the product's own-server backend); nftables and iproute2
 # also the gateway's namespace tests; dnsmasq: the gateway's DHCP (option 114) tests;
 # udhcpc: busybox's DHCP client, the phone in those tests (it reports option 114).
+# hostapd: the generated access-point configuration is parsed by the real hostapd.
 # openssl: a throwaway CA for the fake speedtest.net (HTTPS) in the link tests.
 # The SD-card image (`make image`, tests/image; also `system-deps.sh image` alone):
 # mmdebstrap with arm64 emulation (qemu-user-static, registered by image-build/binfmt.sh,
 # checked by arch-test), file systems made in files without loop devices (dosfstools,
 # mtools, e2fsprogs, fdisk), and qemu-system-arm (qemu-system-aarch64) to boot the result.
-test_pkgs="chromium prometheus sqlite3 procps systemd device-tree-compiler iperf3 iproute2 nftables dnsutils dnsmasq udhcpc openssl"
+test_pkgs="chromium prometheus sqlite3 procps systemd device-tree-compiler iperf3 iproute2 nftables dnsutils dnsmasq udhcpc hostapd openssl"
 
 missing=""
 need() { # package, command-or-path that proves it is there
@@ -41,11 +42,12 @@ if [ "$want" = test ]; then
   need dnsutils dig
   need dnsmasq /usr/sbin/dnsmasq
   need udhcpc udhcpc
+  need hostapd /usr/sbin/hostapd
   need openssl openssl
 fi
-# Not part of `test` while the image boot test is not collected (tests/image/*_wip.py):
-# a future session adds "test" here when that test runs in CI.
-if [ "$want" = image ]; then
+# The image tools are part of `test` too: tests/image builds and boots the image in CI
+# (openssh-client: the boot test logs in to the virtual machine with a first-boot key).
+if [ "$want" = image ] || [ "$want" = test ]; then
   need mmdebstrap mmdebstrap
   need qemu-user-static /usr/bin/qemu-aarch64-static
   need arch-test arch-test
@@ -55,6 +57,7 @@ if [ "$want" = image ]; then
   need fdisk sfdisk
   need qemu-system-arm qemu-system-aarch64
   need device-tree-compiler dtc
+  need openssh-client ssh-keygen
 fi
 [ -z "$missing" ] && exit 0
 

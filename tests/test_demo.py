@@ -1,6 +1,9 @@
 """`telecentre demo` as a user runs it: it prints the panel's address and a login that works,
 and the line monitor runs on the emulated line: a test started from the terminal completes
-and the panel's Line page shows it; a fault broken from the terminal is localized there."""
+and the panel's Line page shows it; a fault broken from the terminal is localized there.
+The Wi-Fi gateway runs dry-run with its captive portal: the test's own requests are the
+emulated "this browser" device, which logs in as a guest and appears on the Wi-Fi page
+with usage that grows, and the gateway's metrics count devices and bytes by class."""
 
 from __future__ import annotations
 
@@ -78,6 +81,8 @@ def test_demo_command_prints_a_working_panel_address_and_stops_cleanly(tmp_path)
                 break
             time.sleep(0.5)
         assert state["cause"] == "access" and state["up"] is False
+
+        _wifi(text, config, url, panel)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -96,3 +101,61 @@ def _login(url: str, password: str) -> urllib.request.OpenerDirector:
         {"csrf_token": token, "username": "admin", "password": password}).encode()
     opener.open(url + "login", data=form, timeout=10)
     return opener
+
+
+def _usage_mb(page: str, ip: str) -> float | None:
+    """The used megabytes on the Wi-Fi page's row of the device at `ip`."""
+    row = next((r for r in page.split("<tr") if f"<code>{ip}</code>" in r), None)
+    if row is None:
+        return None
+    used = re.search(r"(\d+(?:,\d)?) Mo sur", row)
+    return float(used.group(1).replace(",", ".")) if used else None
+
+
+def _wifi(text: str, config: str, url: str, panel: urllib.request.OpenerDirector) -> None:
+    portal = re.search(r"Portail captif / captive portal:\s+(http://127\.0\.0\.1:\d+/)",
+                       text).group(1)
+    assert "camille.martin@example.org, PIN 2468" in text
+    gateway_metrics = re.search(r"Passerelle / gateway metrics:\s+(http://\S+/metrics)",
+                                text).group(1)
+    page = urllib.request.urlopen(portal, timeout=10).read().decode()
+    assert "Bienvenue" in page and 'lang="fr"' in page
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    # The RFC 8908 API says captive before the login.
+    api = json.loads(urllib.request.urlopen(portal + "api/captive", timeout=10).read())
+    assert api["captive"] is True
+    form = urllib.parse.urlencode({"token": token, "accept": "yes"}).encode()
+    status = urllib.request.urlopen(portal + "guest", data=form, timeout=10).read().decode()
+    assert "Vous êtes connecté" in status
+    api = json.loads(urllib.request.urlopen(portal + "api/captive", timeout=10).read())
+    assert api["captive"] is False and api["bytes-remaining"] <= 200_000_000
+
+    browser = "10.42.0.10"  # the first DHCP address: "this browser" in dry-run
+    emulate = subprocess.run(
+        [sys.executable, "-m", "appliance", "--config", config, "gateway", "emulate",
+         "download", "browser", "50"], capture_output=True, text=True, timeout=30,
+    )
+    assert emulate.returncode == 0, emulate.stderr
+    assert re.search(r"browser\s+10\.42\.0\.10\s+guest #\d+", emulate.stdout)
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = panel.open(url + "wifi", timeout=10).read().decode()
+        used = _usage_mb(page, browser)
+        if used is not None and (not seen or used != seen[-1]):
+            seen.append(used)
+        grown = [x for x in seen if x > 0]
+        if len(grown) >= 2 and grown[-1] > grown[0]:
+            break
+        time.sleep(1)
+    assert len(grown) >= 2 and grown[-1] > grown[0], seen  # saved every 5 s in the demo
+    assert "Invité" in page and "Membre" in page  # the emulated members' devices too
+
+    body = urllib.request.urlopen(gateway_metrics, timeout=10).read().decode()
+    devices = {c: float(n) for c, n in re.findall(
+        r'^telecentre_wifi_devices\{class="(\w+)"\} (\S+)$', body, re.M)}
+    assert devices["guest"] >= 3 and devices["member"] >= 2 and devices["voucher"] >= 1
+    down = {c: float(n) for c, n in re.findall(
+        r'^telecentre_wifi_bytes_total\{class="(\w+)",direction="down"\} (\S+)$', body, re.M)}
+    assert all(down[c] > 0 for c in ("guest", "member", "voucher")), down
+    assert browser not in body and "02:" not in body

@@ -31,13 +31,11 @@ gateway = "192.168.1.1"
 dns = ["192.168.1.1", "9.9.9.9"]
 
 [wifi]
-country = "FR"
+country = "BE"
 [[wifi.networks]]
-ssid = "Telecentre"
-passphrase = "membres-2026"
-[[wifi.networks]]
-ssid = "Telecentre-invites"
-role = "guests"
+ssid = "Télécentre \\"Wi-Fi\\" bridge=eth0"
+passphrase = "membres-2026 #1"
+security = "wpa2-wpa3"
 
 [metrics]
 remote_write_url = "https://metrics.example.org/api/v1/write"
@@ -134,9 +132,11 @@ def test_applies_the_file_and_removes_it(paths: firstboot.Paths) -> None:
     network = (paths.etc / "network" / "10-wan.network").read_text()
     assert "Name=eth0" in network and "Address=192.168.1.50/24" in network
     assert "Gateway=192.168.1.1" in network and "DNS=9.9.9.9" in network
-    wifi = json.loads((paths.etc / "wifi.json").read_text())
-    assert wifi["networks"][1] == {"ssid": "Telecentre-invites", "passphrase": "",
-                                   "role": "guests"}
+    assert not (paths.etc / "wifi.json").exists()  # the site config is the one source
+    assert cfg.wifi.country == "BE"
+    assert cfg.wifi.networks == (config_mod.WifiNetwork(
+        ssid='Télécentre "Wi-Fi" bridge=eth0', passphrase="membres-2026 #1",
+        security="wpa2-wpa3", role="members"),)
     assert (paths.ssh / "ssh_host_ed25519_key").exists()
     assert (paths.ssh / "authorized_keys" / "root").read_text().startswith("ssh-ed25519 ")
 
@@ -165,7 +165,13 @@ def test_no_default_password(paths: firstboot.Paths) -> None:
         (('password = "correct horse battery"', 'password = "short"'), "admin.password"),
         (('mode = "static"', 'mode = "pppoe"'), "wan.mode"),
         (('address = "192.168.1.50/24"', 'address = "192.168.1.500/24"'), "wan.address"),
-        (('passphrase = "membres-2026"', 'passphrase = "court"'), "wifi.networks[0].passphrase"),
+        (('passphrase = "membres-2026 #1"', 'passphrase = "court"'),
+         "wifi.networks[0].passphrase"),
+        (('passphrase = "membres-2026 #1"', 'passphrase = "membres-2026\\nbridge=eth0"'),
+         "wifi.networks[0].passphrase"),
+        (('Wi-Fi\\" bridge', 'Wi-Fi\\"\\nbridge'), "wifi.networks[0].ssid"),
+        (('security = "wpa2-wpa3"', 'security = "wpa2-wpa3"\n[[wifi.networks]]\nssid = "b"'),
+         "wifi.networks"),
         (('remote_write_url = "https://', 'remote_write_url = "ftp://'),
          "metrics.remote_write_url"),
         (('[ssh]', '[shh]'), "shh"),
@@ -227,3 +233,33 @@ def test_reconfiguring_keeps_the_site_edits(paths: firstboot.Paths) -> None:
     assert data["door"]["unlock_seconds"] == 8
     assert data["site"]["timezone"] == "Indian/Reunion"
     assert "# Telecentre appliance: site configuration." in paths.config.read_text()
+
+
+def test_reconfiguring_replaces_the_wifi_networks(paths: firstboot.Paths) -> None:
+    """A card configured twice has the second file's network, once; a site config from
+    before [wifi] existed gets the section."""
+    _with_state_dir(paths)
+    old = paths.config.read_text()
+    start = old.index("[wifi]")
+    paths.config.write_text(old[:start] + old[old.index("[retention]"):])  # no [wifi] yet
+    paths.file.write_text(FILE)
+    firstboot.apply(paths, Runner())
+    paths.file.write_text(FILE.replace('"membres-2026 #1"', '"' + "ab" * 32 + '"')
+                          .replace('security = "wpa2-wpa3"', "")
+                          .replace("Wi-Fi", "WiFi2"))
+    firstboot.apply(paths, Runner())
+    cfg = config_mod.load(paths.config)
+    assert [(n.ssid, n.passphrase, n.security) for n in cfg.wifi.networks] == [
+        ('Télécentre "WiFi2" bridge=eth0', "ab" * 32, "wpa2")]
+    assert cfg.wifi.country == "BE"
+    assert paths.config.read_text().count("[[wifi.networks]]") == 1
+
+
+def test_the_shipped_example_is_a_valid_first_boot_file():
+    """The template copied to the boot partition (image-build/) must apply as it stands:
+    an admin who only changes the values must not meet an error."""
+    example = Path(__file__).parents[1] / "image-build" / "telecentre-firstboot.toml.example"
+    fb = firstboot.parse(example.read_text("utf-8"))
+    assert fb.wifi and fb.remote_write is not None
+    text = firstboot.site_config_text(fb, None, "pi")
+    config_mod.parse(tomllib.loads(text), "telecentre.toml")

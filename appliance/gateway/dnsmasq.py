@@ -25,7 +25,10 @@ FILENAME = "telecentre.conf"
 
 
 def portal_base_url(config: Config) -> str:
-    """The portal as a device reaches it: the box's LAN address, port 80 (redirected)."""
+    """The portal as a device reaches it: `portal_url` (a name dnsmasq resolves to the
+    box), else the box's LAN address; port 80 either way (redirected to the portal)."""
+    if config.gateway.portal_url:
+        return config.gateway.portal_url
     return f"http://{ipaddress.IPv4Interface(config.gateway.lan_address).ip}/"
 
 
@@ -74,6 +77,10 @@ def render(config: Config) -> str:
         # RFC 8910: the captive-portal API (RFC 8908). Quoted: a string option.
         _line("dhcp-option", "114") + f',"{_checked(api)}"',
     ]
+    if g.portal_url:
+        # The portal's name answers with the box's LAN address, on the LAN only.
+        host = g.portal_url.removeprefix("http://").rstrip("/")
+        lines.append(f"address=/{_checked(host)}/{box}")
     if g.upstream_dns:
         lines.append("no-resolv")
         lines += [_line("server", ipaddress.IPv4Address(s)) for s in g.upstream_dns]

@@ -17,7 +17,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def run(config) -> int:
-    from appliance.gateway import dnsmasq
+    import ipaddress
+
+    from appliance.gateway import dnsmasq, hostapd
+    from appliance.gateway.presence import ArpProber
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
     from appliance.gateway.shaping import Shaper, TcRunner, line_from_config
@@ -27,13 +30,32 @@ def run(config) -> int:
     # dnsmasq starts after us (its unit says so) and reads what we write here.
     path = dnsmasq.write(config)
     log.info("dnsmasq configuration written to %s", path)
-    shaper = None
-    if config.gateway.shaping:
-        shaper = Shaper(
-            line_from_config(config.gateway), TcRunner(),
-            lan_is_bridge=config.gateway.lan_is_bridge,
-        )
-    service = GatewayService(config, NftRunner((config.gateway.nft_path,)), shaper=shaper).start()
+    # hostapd too (its unit starts after us); no networks in [wifi]: no access point.
+    ap = hostapd.write(config)
+    if ap is None:
+        log.info("no [[wifi.networks]]: no hostapd configuration, no access point")
+    else:
+        log.info("hostapd configuration written to %s", ap)
+    dry = None
+    if config.gateway.backend == "dry-run":
+        # Demo and tests only (chosen in the config): tables in memory, emulated devices.
+        from appliance.gateway.dryrun import DryRun
+
+        dry = DryRun(config).start()
+        service = dry.service
+    else:
+        shaper = None
+        if config.gateway.shaping:
+            shaper = Shaper(
+                line_from_config(config.gateway), TcRunner(),
+                lan_is_bridge=config.gateway.lan_is_bridge,
+            )
+        # Presence: ARP probes on the LAN (CAP_NET_RAW), answered as the box's LAN address.
+        prober = ArpProber(config.gateway.lan_interface,
+                           ipaddress.IPv4Interface(config.gateway.lan_address).ip)
+        service = GatewayService(
+            config, NftRunner((config.gateway.nft_path,)), shaper=shaper, prober=prober
+        ).start()
     metrics = serve_metrics(service.registry, config.metrics_listen, config.gateway_metrics_port)
     log.info(
         "gateway running (LAN %s, WAN %s); metrics on %s:%d",
@@ -51,6 +73,6 @@ def run(config) -> int:
         log.info("stopping on %s", signal.Signals(signum).name)
     finally:
         notify("STOPPING=1")
-        service.stop()  # saves the counts; the table stays for the next start
+        (dry or service).stop()  # saves the counts; the table stays for the next start
         metrics.shutdown()
     return 0

@@ -60,6 +60,12 @@ class NeighbourLookup:
             return None
         return pick_mac(json.loads(proc.stdout), str(addr))
 
+    def pin(self, ip: str, mac: str) -> None:
+        pin(self, ip, mac)
+
+    def unpin(self, ip: str, mac: str) -> bool:
+        return unpin(self, ip, mac)
+
 
 def pick_mac(entries: object, ip: str) -> str | None:
     """The usable link-layer address for `ip` among `ip -j neigh` entries, normalized."""
@@ -76,3 +82,48 @@ def pick_mac(entries: object, ip: str) -> str | None:
         except ValueError:
             continue
     return None
+
+
+class NeighbourError(RuntimeError):
+    """`ip neigh` refused a change (the message is ip's, without the addresses)."""
+
+
+def _neigh_change(lookup: NeighbourLookup, args: list[str]) -> None:
+    proc = subprocess.run(
+        [*lookup.command, "neigh", *args], capture_output=True, text=True,
+        timeout=lookup.timeout, check=False,
+    )
+    if proc.returncode != 0:
+        raise NeighbourError(f"ip neigh {args[0]} failed (exit {proc.returncode})")
+
+
+def pin(lookup: NeighbourLookup, ip: str, mac: str) -> None:
+    """Pin `ip` to `mac` on the LAN (a permanent neighbour entry): a client copying the IP
+    can no longer point the box's ARP entry at itself, so the box's answers (the portal's
+    included) keep going to the device that logged in."""
+    addr, mac = parse_ipv4(ip), normalize_mac(mac)
+    _neigh_change(lookup, ["replace", str(addr), "lladdr", mac, "dev", lookup.lan,
+                           "nud", "permanent"])
+
+
+def unpin(lookup: NeighbourLookup, ip: str, mac: str) -> bool:
+    """Remove the pinned entry if it still names `mac` (the kernel learns the IP afresh);
+    False when there was nothing of ours to remove."""
+    addr, mac = parse_ipv4(ip), normalize_mac(mac)
+    proc = subprocess.run(
+        [*lookup.command, "-j", "neigh", "show", "to", str(addr), "dev", lookup.lan],
+        capture_output=True, text=True, timeout=lookup.timeout, check=False,
+    )
+    try:
+        entries = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+    except json.JSONDecodeError:
+        entries = []
+    ours = any(
+        isinstance(e, dict) and e.get("dst") == str(addr) and "PERMANENT" in (e.get("state") or [])
+        and str(e.get("lladdr", "")).lower() == mac
+        for e in (entries if isinstance(entries, list) else [])
+    )
+    if not ours:
+        return False
+    _neigh_change(lookup, ["del", str(addr), "dev", lookup.lan])
+    return True

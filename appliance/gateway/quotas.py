@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
-from appliance.gateway.ruleset import Owner, OwnerQuota, QuotaReading
+from appliance.gateway.ruleset import DeviceBytes, Owner, OwnerQuota, QuotaReading
 
 CLASSES = ("guest", "member")
 
@@ -150,3 +150,45 @@ def extend(ledger: Ledger, extra_bytes: int) -> Extension:
 def new_day(ledger: Ledger, day: dt.date, limit_bytes: int) -> Ledger:
     """The ledger after midnight: nothing used, the owner's default limit back."""
     return Ledger(ledger.owner, day, limit_bytes, 0, ledger.policy, 0)
+
+
+# --- a device session's bytes (the legal log) and its current rate ----------------------
+
+RATE_MIN_SECONDS = 1.0  # reads closer than this keep the previous rate
+
+
+def restore_counted(stored: DeviceBytes, kernel: DeviceBytes | None) -> DeviceBytes:
+    """A session's bytes after a restart: the fresher of the database and the kernel.
+
+    The kernel's counters keep counting while the gateway is down (the table stays), so
+    they are ahead of the last save; after a reboot they are gone and the database (at
+    most `persist_seconds` old) is what is left. Each direction only ever grows.
+    """
+    if kernel is None:
+        return stored
+    return DeviceBytes(max(stored.up, kernel.up), max(stored.down, kernel.down))
+
+
+@dataclass(frozen=True)
+class RateSample:
+    """The last reading a rate was computed from: when (monotonic seconds) and what."""
+
+    at: float
+    counted: DeviceBytes
+
+
+def rate_bps(
+    before: RateSample, after: RateSample
+) -> tuple[int, int] | None:
+    """(down, up) in bit/s between two readings, None if they are too close together.
+
+    A counter that went backwards (a new session with the same MAC) gives no rate.
+    """
+    seconds = after.at - before.at
+    if seconds < RATE_MIN_SECONDS:
+        return None
+    down = after.counted.down - before.counted.down
+    up = after.counted.up - before.counted.up
+    if down < 0 or up < 0:
+        return None
+    return round(down * 8 / seconds), round(up * 8 / seconds)

@@ -11,6 +11,15 @@ Layout of the table (the gateway service owns it, nothing else writes to it):
 
 - `allowed4` set (`ether_addr . ipv4_addr`): authorized devices, bound to MAC and IP
   together, so a device copying an authorized IP with its own MAC gets nothing.
+- `prio4` map (`ipv4_addr : classid`): a device's packets, both ways, get its htb
+  leaf as their priority in the forward chain; htb (download on the LAN, upload on the
+  WAN, after NAT) takes them straight there (shaping.py).
+- per device, two named `counter`s (`cu_<mac>` upload, `cd_<mac>` download, the MAC
+  as 12 hex digits) reached through the `upc4` / `downc4` maps: the legal log's bytes
+  up and down per device session. Named counters rather than the `counter` flag on
+  `up4`/`down4` elements: a named counter is created already holding the session's
+  bytes (like a quota's `used`), so a restart or a reboot restores them exactly;
+  nft 1.0.6 ignores the byte count given to a set element's counter in JSON.
 - `up4` map (`ether_addr . ipv4_addr : verdict`) and `down4` map (`ipv4_addr :
   verdict`): send a device's traffic, both ways, to its owner's chain.
 - per owner (a member, a voucher or a guest device): a named `quota` object and a
@@ -52,6 +61,12 @@ DEFAULT_BLOCKED = (
     "169.254.0.0/16",
 )
 
+# Shaping: a client's htb leaf is 1:<CLIENT_BASE + id> on both interfaces, id = the low
+# 12 bits of its address (unique in a LAN of /20 or smaller; never 0 for a host there).
+CLIENT_BASE = 0x1000
+MAX_CLIENT_ID = 0xFFF
+SHAPING_MAJOR = 1
+
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
 
@@ -87,6 +102,19 @@ def check_ifname(value: str) -> str:
     if not isinstance(value, str) or not _IFNAME.match(value):
         raise ValueError(f"not an interface name: {value!r}")
     return value
+
+
+def client_id(ip: ipaddress.IPv4Address) -> int:
+    """A client's shaping id: its address's low 12 bits (1 to 4095 on a /20 or smaller)."""
+    cid = int(ip) & MAX_CLIENT_ID
+    if cid == 0:
+        raise ValueError(f"{ip} cannot be a client (its low 12 bits are 0)")
+    return cid
+
+
+def class_id(ip: ipaddress.IPv4Address) -> str:
+    """The htb class a client's packets go to, as nft's `classid` type writes it."""
+    return f"{SHAPING_MAJOR:x}:{CLIENT_BASE + client_id(ip):x}"
 
 
 @dataclass(frozen=True, order=True)
@@ -159,6 +187,28 @@ class Device:
     def parse(cls, mac: str, ip: str, owner: Owner) -> Device:
         return cls(normalize_mac(mac), parse_ipv4(ip), owner)
 
+    @property
+    def counter_up(self) -> str:
+        return f"cu_{normalize_mac(self.mac).replace(':', '')}"
+
+    @property
+    def counter_down(self) -> str:
+        return f"cd_{normalize_mac(self.mac).replace(':', '')}"
+
+
+@dataclass(frozen=True)
+class DeviceBytes:
+    """A device session's bytes through the gateway, as the kernel counts them (IP
+    packets: headers included, Ethernet not), upload and download."""
+
+    up: int = 0
+    down: int = 0
+
+    def __post_init__(self) -> None:
+        for value in (self.up, self.down):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"a byte count must be a whole number: {value!r}")
+
 
 @dataclass(frozen=True)
 class Network:
@@ -182,6 +232,8 @@ class Network:
         for port in (self.portal_port, self.dns_port):
             if not 0 < port < 65536:
                 raise ValueError(f"not a port: {port}")
+        if self.lan_address.network.prefixlen < 20:
+            raise ValueError("the LAN must be a /20 or smaller (shaping class ids are 12 bits)")
 
 
 # --- expressions ------------------------------------------------------------------------
@@ -260,10 +312,19 @@ def owner_commands(q: OwnerQuota) -> list[Command]:
     return cmds
 
 
-def device_commands(device: Device) -> list[Command]:
-    """Let a device through to its owner's chain (which must exist)."""
+def device_commands(device: Device, counted: DeviceBytes | None = None) -> list[Command]:
+    """Let a device through to its owner's chain (which must exist), counting its bytes.
+
+    `counted`: what the session already carried (a restore); the counters start there.
+    """
     goto = {"goto": {"target": device.owner.chain}}
+    counted = counted or DeviceBytes()
     return [
+        _add("counter", name=device.counter_up, packets=0, bytes=counted.up),
+        _add("counter", name=device.counter_down, packets=0, bytes=counted.down),
+        _add("element", name="upc4", elem=[[_element_key(device), device.counter_up]]),
+        _add("element", name="downc4", elem=[[str(device.ip), device.counter_down]]),
+        _add("element", name="prio4", elem=[[str(device.ip), class_id(device.ip)]]),
         _add("element", name="allowed4", elem=[_element_key(device)]),
         _add("element", name="up4", elem=[[_element_key(device), goto]]),
         _add("element", name="down4", elem=[[str(device.ip), goto]]),
@@ -276,7 +337,25 @@ def remove_device_commands(device: Device) -> list[Command]:
         {"delete": _base("element", name="allowed4", elem=[_element_key(device)])},
         {"delete": _base("element", name="up4", elem=[_element_key(device)])},
         {"delete": _base("element", name="down4", elem=[str(device.ip)])},
+        {"delete": _base("element", name="upc4", elem=[_element_key(device)])},
+        {"delete": _base("element", name="downc4", elem=[str(device.ip)])},
+        {"delete": _base("element", name="prio4", elem=[str(device.ip)])},
+        {"delete": _base("counter", name=device.counter_up)},
+        {"delete": _base("counter", name=device.counter_down)},
     ]
+
+
+def spent_commands(add: Iterable[Device], remove: Iterable[Device]) -> list[Command]:
+    """Mark devices as spent-and-blocked (their HTTP meets the "quota reached" page), or
+    unmark them (extended, reset, a new day, gone)."""
+    cmds: list[Command] = []
+    gone = [_element_key(d) for d in remove]
+    new = [_element_key(d) for d in add]
+    if gone:
+        cmds.append({"delete": _base("element", name="spent4", elem=gone)})
+    if new:
+        cmds.append(_add("element", name="spent4", elem=new))
+    return cmds
 
 
 def extend_commands(owner: Owner, new_limit_bytes: int) -> list[Command]:
@@ -289,6 +368,11 @@ def extend_commands(owner: Owner, new_limit_bytes: int) -> list[Command]:
 def reset_commands(owners: Iterable[Owner]) -> list[Command]:
     """Set the owners' counted bytes to zero; nft answers with the values before."""
     return [{"reset": _base("quota", name=o.quota)} for o in owners]
+
+
+def _set_priority(key: dict[str, Any]) -> dict[str, Any]:
+    """`meta priority set <key> map @prio4` (no element: the rule ends, nothing set)."""
+    return {"mangle": {"key": _meta("priority"), "value": {"map": {"key": key, "data": "@prio4"}}}}
 
 
 def _base_chain(name: str, kind: str, hook: str, prio: int) -> Command:
@@ -310,7 +394,15 @@ def table_commands(net: Network) -> list[Command]:
         _add("set", name="allowed4", type=["ether_addr", "ipv4_addr"]),
         _add("map", name="up4", type=["ether_addr", "ipv4_addr"], map="verdict"),
         _add("map", name="down4", type="ipv4_addr", map="verdict"),
+        _add("map", name="upc4", type=["ether_addr", "ipv4_addr"], map="counter"),
+        _add("map", name="downc4", type="ipv4_addr", map="counter"),
+        # A client's htb leaf (shaping.py): htb takes a packet whose priority is one of
+        # its leaf classes straight there, with no tc filter.
+        _add("map", name="prio4", type="ipv4_addr", map="classid"),
         _add("set", name="blocked4", type="ipv4_addr", flags=["interval"]),
+        # Devices whose owner's quota is spent under the "block" policy: their HTTP goes
+        # to the portal, which says "quota reached" (the rest is dropped by the quota).
+        _add("set", name="spent4", type=["ether_addr", "ipv4_addr"]),
     ]
     if blocked:
         cmds.append(_add("element", name="blocked4", elem=blocked))
@@ -330,6 +422,13 @@ def table_commands(net: Network) -> list[Command]:
             iif_lan,
             _match(_payload("tcp", "dport"), 80),
             unauthorized,
+            {"redirect": {"port": net.portal_port}},
+        ),
+        _rule(
+            "prerouting",
+            iif_lan,
+            _match(_payload("tcp", "dport"), 80),
+            _match(_MAC_IP_SRC, "@spent4"),
             {"redirect": {"port": net.portal_port}},
         ),
     ]
@@ -391,9 +490,18 @@ def table_commands(net: Network) -> list[Command]:
         _rule("from_lan", ipv6, {"drop": None}),
         _rule("from_lan", oif_lan, {"drop": None}),
         _rule("from_lan", _match(_payload("ip", "daddr"), "@blocked4"), {"drop": None}),
+        # A device's bytes, in its own counter: a packet of an unknown device finds no
+        # element and leaves this rule at once.
+        _rule("from_lan", {"counter": {"map": {"key": _MAC_IP_SRC, "data": "@upc4"}}}),
+        _rule("from_lan", _set_priority(_payload("ip", "saddr"))),
         _rule("from_lan", {"vmap": {"key": _MAC_IP_SRC, "data": "@up4"}}),
         _rule("from_lan", {"drop": None}),
         _rule("to_lan", ipv6, {"drop": None}),
+        _rule(
+            "to_lan",
+            {"counter": {"map": {"key": _payload("ip", "daddr"), "data": "@downc4"}}},
+        ),
+        _rule("to_lan", _set_priority(_payload("ip", "daddr"))),
         _rule(
             "to_lan",
             _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
@@ -428,7 +536,10 @@ def bridge_commands() -> list[Command]:
 
 
 def full_ruleset(
-    net: Network, quotas: Iterable[OwnerQuota], devices: Iterable[Device]
+    net: Network,
+    quotas: Iterable[OwnerQuota],
+    devices: Iterable[Device],
+    counted: dict[str, DeviceBytes] | None = None,
 ) -> list[Command]:
     """Replace the whole table in one transaction (start-up, restore after a restart).
 
@@ -449,8 +560,9 @@ def full_ruleset(
     cmds += table_commands(net)
     for q in sorted(quotas, key=lambda q: q.owner):
         cmds += owner_commands(q)
+    counted = counted or {}
     for d in devices:
-        cmds += device_commands(d)
+        cmds += device_commands(d, counted.get(d.mac))
     if net.lan_is_bridge:
         cmds += bridge_commands()
     return cmds
@@ -497,6 +609,33 @@ def parse_quotas(listing: Iterable[dict[str, Any]]) -> dict[Owner, QuotaReading]
             continue
         found[owner] = QuotaReading(int(q.get("bytes", 0)), int(q.get("used", 0)))
     return found
+
+
+def parse_device_bytes(listing: Iterable[dict[str, Any]]) -> dict[str, DeviceBytes]:
+    """Devices' bytes (by MAC) from `nft -j list table` output; foreign objects ignored."""
+    up: dict[str, int] = {}
+    down: dict[str, int] = {}
+    for item in listing:
+        c = item.get("counter") if isinstance(item, dict) else None
+        if not isinstance(c, dict) or c.get("table") != TABLE or c.get("family") != FAMILY:
+            continue
+        name = str(c.get("name", ""))
+        side = {"cu_": up, "cd_": down}.get(name[:3])
+        digits = name[3:]
+        if side is None or len(digits) != 12 or not all(x in "0123456789abcdef" for x in digits):
+            continue
+        mac = ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+        side[mac] = int(c.get("bytes", 0))
+    return {m: DeviceBytes(up.get(m, 0), down.get(m, 0)) for m in up.keys() | down.keys()}
+
+
+def read_counts(runner: Any) -> tuple[dict[Owner, QuotaReading], dict[str, DeviceBytes]]:
+    """Owners' quotas and devices' bytes from one listing of the table (any runner with
+    `list_table`, so the dry-run backend answers it too)."""
+    listing = runner.list_table()
+    if listing is None:
+        return {}, {}
+    return parse_quotas(listing), parse_device_bytes(listing)
 
 
 # --- the runner -------------------------------------------------------------------------
@@ -547,6 +686,9 @@ class NftRunner:
     def read_quotas(self) -> dict[Owner, QuotaReading]:
         listing = self.list_table()
         return {} if listing is None else parse_quotas(listing)
+
+    def read_counts(self) -> tuple[dict[Owner, QuotaReading], dict[str, DeviceBytes]]:
+        return read_counts(self)
 
     def delete_tables(self) -> None:
         """Remove the gateway's tables (stop the gateway: back to plain forwarding rules)."""

@@ -13,6 +13,7 @@ import datetime as dt
 import ipaddress
 import logging
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,14 +26,17 @@ from appliance.config import Config, WifiClass
 from appliance.gateway import quotas as qm
 from appliance.gateway import ruleset as rs
 from appliance.gateway import shaping as sh
-from appliance.gateway.neighbours import NeighbourLookup
+from appliance.gateway.neighbours import NeighbourError, NeighbourLookup
+from appliance.gateway.presence import ArpProber, LeaseFile
 from appliance.ipc import CommandServer
 from appliance.sdnotify import notify
 
 log = logging.getLogger(__name__)
 
 CLASSES = ("guest", "voucher", "member")
-PURGE_EVERY = 3600.0  # the legal log's retention is counted in days: hourly is plenty
+PURGE_EVERY = 3600.0
+# How soon a spent "block" owner's HTTP meets the quota-reached page (one nft read).
+SPENT_CHECK_SECONDS = 5.0  # the legal log's retention is counted in days: hourly is plenty
 # Bounds on an admin's voucher batch: a sheet of paper, not a way to fill the disk.
 VOUCHER_BATCH_MAX = 200
 VOUCHER_DEVICES_MAX = 10
@@ -56,8 +60,9 @@ class GatewayMetrics:
         )
         self.bytes = Counter(
             "telecentre_wifi_bytes",
-            "Bytes counted by the kernel's quotas (both directions), by class.",
-            ["class"],
+            "Bytes through the gateway (the devices' kernel counters), by class and "
+            "direction (up, down).",
+            ["class", "direction"],
             registry=registry,
         )
         self.authorizations = Counter(
@@ -72,10 +77,32 @@ class GatewayMetrics:
         self.tc_errors = Counter(
             "telecentre_wifi_tc_errors", "Shaping changes tc refused.", registry=registry
         )
+        self.neigh_errors = Counter(
+            "telecentre_wifi_neighbour_errors",
+            "Neighbour entries (IP to MAC pins) ip refused to set or remove.",
+            registry=registry,
+        )
+        self.sessions_ended = Counter(
+            "telecentre_wifi_sessions_ended",
+            "Device sessions ended by the gateway on its own, by reason (left, expired).",
+            ["reason"],
+            registry=registry,
+        )
+        self.probe_errors = Counter(
+            "telecentre_wifi_presence_probe_errors",
+            "ARP presence rounds that could not run (nobody is called absent then).",
+            registry=registry,
+        )
+        self.leases = Gauge(
+            "telecentre_wifi_leases", "Live DHCP leases on the LAN.", registry=registry
+        )
+        for reason in ("left", "expired"):
+            self.sessions_ended.labels(reason)
         for c in CLASSES:
             self.devices.labels(c)
             self.exhausted.labels(c)
-            self.bytes.labels(c)
+            for direction in ("up", "down"):
+                self.bytes.labels(c, direction)
 
 
 def _policy(wc: WifiClass) -> qm.ClassPolicy:
@@ -111,6 +138,8 @@ class GatewayService:
         wall: Callable[[], float] = time.time,
         neighbours: NeighbourLookup | None = None,
         shaper: sh.Shaper | None = None,
+        prober: ArpProber | None = None,
+        leases: LeaseFile | None = None,
     ) -> None:
         self.config = config
         self.nft = nft
@@ -136,6 +165,18 @@ class GatewayService:
         self.server: CommandServer | None = None
         self.last_persist = 0.0
         self._last_purge = 0.0
+        # Each open session's bytes as last read from the kernel (by MAC), the reading
+        # its current rate comes from, and that rate (down, up bit/s).
+        self.counted: dict[str, rs.DeviceBytes] = {}
+        self._rate_samples: dict[str, qm.RateSample] = {}
+        self.rates: dict[str, tuple[int, int]] = {}
+        # Presence: ARP probes of the authorized devices (None: nobody is ever "left").
+        self.prober = prober
+        self.lease_file = leases or LeaseFile(config.gateway.lease_file)
+        self.last_seen: dict[str, float] = {}  # by MAC, on the injected clock
+        self._last_probe = 0.0
+        self.spent_marked: dict[str, rs.Device] = {}  # by MAC: what spent4 holds
+        self._last_spent_check = 0.0
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -176,6 +217,12 @@ class GatewayService:
             self.persist()
         if now - self._last_purge >= PURGE_EVERY:
             self.purge_sessions(now)
+        self.expire_vouchers(now)
+        if now - self._last_spent_check >= SPENT_CHECK_SECONDS:
+            self._last_spent_check = now
+            self.check_spent()
+        if now - self._last_probe >= self.config.gateway.presence_interval_seconds:
+            self.check_presence(now)
         notify("WATCHDOG=1")
 
     # --- state ----------------------------------------------------------------------
@@ -209,25 +256,40 @@ class GatewayService:
                 )
                 for r in self.conn.execute("SELECT * FROM wifi_quotas")
             ]
-            kernel = self.nft.read_quotas()
+            kernel, kernel_bytes = rs.read_counts(self.nft)
             self.ledgers = {ledger.owner: ledger for ledger in qm.restore(stored, kernel, self.day)}
             self.devices = {}
+            self.counted = {}
             for r in self.conn.execute(
-                "SELECT owner_kind, owner_id, mac, ip FROM wifi_sessions WHERE ended_at IS NULL"
+                "SELECT owner_kind, owner_id, mac, ip, bytes_up, bytes_down FROM wifi_sessions "
+                "WHERE ended_at IS NULL"
             ):
                 owner = rs.Owner(r["owner_kind"], r["owner_id"])
                 device = rs.Device.parse(r["mac"], r["ip"], owner)
                 if owner not in self.ledgers:
                     self.ledgers[owner] = self._new_ledger(owner)
                 self.devices[device.mac] = device
+                self.counted[device.mac] = qm.restore_counted(
+                    rs.DeviceBytes(r["bytes_up"], r["bytes_down"]),
+                    kernel_bytes.get(device.mac),
+                )
             self._apply(
                 rs.full_ruleset(
-                    self.net, [x.quota() for x in self.ledgers.values()], self.devices.values()
+                    self.net, [x.quota() for x in self.ledgers.values()], self.devices.values(),
+                    self.counted,
                 )
             )
+            self._rate_samples = {}
+            self.rates = {}
+            self.spent_marked = {}  # the new table's spent4 set is empty
+            self._save_counted()
             self._save_ledgers()
             self._update_gauges()
             self._shape_all()
+            now = self.wall()
+            for d in self.devices.values():
+                self._pin(d)
+                self.last_seen[d.mac] = now
             log.info(
                 "gateway table loaded: %d quotas, %d devices", len(self.ledgers), len(self.devices)
             )
@@ -264,18 +326,52 @@ class GatewayService:
                 rows,
             )
 
+    def _observe_devices(self, kernel: dict[str, rs.DeviceBytes]) -> None:
+        """Take the kernel's per-device bytes: metrics by class and direction, rates."""
+        now = time.monotonic()
+        for mac, device in self.devices.items():
+            reading = kernel.get(mac)
+            if reading is None:
+                continue
+            before = self.counted.get(mac, rs.DeviceBytes())
+            for direction, delta in (("up", reading.up - before.up),
+                                     ("down", reading.down - before.down)):
+                if delta > 0:
+                    self.metrics.bytes.labels(device.owner.kind, direction).inc(delta)
+            self.counted[mac] = reading
+            sample = qm.RateSample(now, reading)
+            last = self._rate_samples.get(mac)
+            rate = None if last is None else qm.rate_bps(last, sample)
+            if last is None or rate is not None:
+                self._rate_samples[mac] = sample
+            if rate is not None:
+                self.rates[mac] = rate
+
+    def _read_devices(self) -> None:
+        """Refresh the devices' bytes from the kernel (the quotas are left as they are)."""
+        _quotas, kernel = rs.read_counts(self.nft)
+        self._observe_devices(kernel)
+
+    def _save_counted(self) -> None:
+        """The open sessions' bytes into the legal log (each direction only grows)."""
+        rows = [(c.up, c.down, mac) for mac, c in self.counted.items() if mac in self.devices]
+        with db.transaction(self.conn):
+            self.conn.executemany(
+                "UPDATE wifi_sessions SET bytes_up = max(bytes_up, ?), "
+                "bytes_down = max(bytes_down, ?) WHERE mac = ? AND ended_at IS NULL",
+                rows,
+            )
+
     def persist(self) -> None:
         """Read the kernel's counters, count bytes by class, save the day's ledgers."""
         with self._lock:
-            readings = self.nft.read_quotas()
+            readings, kernel_bytes = rs.read_counts(self.nft)
             for owner, ledger in list(self.ledgers.items()):
-                updated = qm.observe(ledger, readings.get(owner))
-                delta = updated.used_bytes - ledger.used_bytes
-                if delta > 0:
-                    self.metrics.bytes.labels(owner.kind).inc(delta)
-                self.ledgers[owner] = updated
+                self.ledgers[owner] = qm.observe(ledger, readings.get(owner))
+            self._observe_devices(kernel_bytes)
             try:
                 self._save_ledgers()
+                self._save_counted()
             except sqlite3.Error as exc:
                 log.error("quota counts not saved (%s); will retry", exc)
                 return
@@ -299,6 +395,8 @@ class GatewayService:
             log.info("new day %s: %d quotas reset", day.isoformat(), len(fresh))
 
     def _update_gauges(self) -> None:
+        """Gauges, and the spent4 set, after any change of devices or quotas."""
+        self._sync_spent()
         counts = dict.fromkeys(CLASSES, 0)
         for d in self.devices.values():
             counts[d.owner.kind] += 1
@@ -308,6 +406,41 @@ class GatewayService:
         for c in CLASSES:
             self.metrics.devices.labels(c).set(counts[c])
             self.metrics.exhausted.labels(c).set(spent[c])
+
+    def _sync_spent(self) -> None:
+        """Devices of owners whose quota is spent under "block" go in `spent4` (their
+        HTTP meets the portal's "quota reached" page); out again once extended, reset,
+        at midnight, or gone. The kernel blocks at once; this follows at the next read
+        of the counters (`check_spent`, every SPENT_CHECK_SECONDS)."""
+        want = {
+            m: d for m, d in self.devices.items()
+            if (x := self.ledgers.get(d.owner)) is not None and x.spent and x.policy == "block"
+        }
+        remove = [d for m, d in self.spent_marked.items() if want.get(m) != d]
+        add = [d for m, d in want.items() if self.spent_marked.get(m) != d]
+        if not add and not remove:
+            return
+        try:
+            self._apply(rs.spent_commands(add, remove))
+        except rs.NftError as exc:
+            log.error("the quota-reached redirect was not updated (%s)", type(exc).__name__)
+            return
+        self.spent_marked = want
+
+    def check_spent(self) -> None:
+        """Read the kernel's quotas and update the quota-reached redirect, between two
+        saves of the counts (the ledgers themselves change only in persist)."""
+        with self._lock:
+            owners = {
+                d.owner for d in self.devices.values()
+                if (x := self.ledgers.get(d.owner)) is not None and x.policy == "block"
+            }
+            if not owners:
+                return
+            readings = self.nft.read_quotas()
+            for owner in owners:
+                self.ledgers[owner] = qm.observe(self.ledgers[owner], readings.get(owner))
+            self._update_gauges()
 
     # --- actions --------------------------------------------------------------------
 
@@ -334,6 +467,8 @@ class GatewayService:
                 for d in self.devices.values()
                 if d.mac == device.mac or (d.ip == device.ip and d.mac != device.mac)
             ]
+            if stale:
+                self._read_devices()  # the replaced sessions' last bytes
             for d in stale:
                 cmds += rs.remove_device_commands(d)
             new_owner = owner not in self.ledgers
@@ -365,7 +500,12 @@ class GatewayService:
             self.devices[device.mac] = device
             for d in stale:
                 self._unshape(d)
+                self.last_seen.pop(d.mac, None)
+                if d.ip != device.ip:
+                    self._unpin(d)
             self._shape(device)
+            self._pin(device)
+            self.last_seen[device.mac] = now
             if new_owner:
                 self.ledgers[owner] = ledger
                 self._save_ledgers([owner])
@@ -399,6 +539,28 @@ class GatewayService:
             # No address in ordinary logs; tc's message would carry it too.
             log.error("a device could not be shaped (%s); it stays online unshaped",
                       type(exc).__name__)
+
+    # --- neighbour pins: an IP stays bound to the MAC that logged in --------------------
+
+    def _pin(self, device: rs.Device) -> None:
+        pin = getattr(self.neighbours, "pin", None)  # a stand-in lookup may have none
+        if pin is None:
+            return
+        try:
+            pin(str(device.ip), device.mac)
+        except (NeighbourError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            self.metrics.neigh_errors.inc()
+            log.error("a device's neighbour entry was not pinned (%s)", type(exc).__name__)
+
+    def _unpin(self, device: rs.Device) -> None:
+        unpin = getattr(self.neighbours, "unpin", None)
+        if unpin is None:
+            return
+        try:
+            unpin(str(device.ip), device.mac)
+        except (NeighbourError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            self.metrics.neigh_errors.inc()
+            log.error("a device's neighbour pin was not removed (%s)", type(exc).__name__)
 
     def _unshape(self, device: rs.Device) -> None:
         if self.shaper is None:
@@ -435,26 +597,107 @@ class GatewayService:
             raise ValueError("voucher already used by its maximum number of devices")
 
     def _end_session(self, device: rs.Device, now: float, reason: str) -> None:
+        """Close the device's open row with the bytes last read from the kernel."""
+        c = self.counted.pop(device.mac, rs.DeviceBytes())
+        self._rate_samples.pop(device.mac, None)
+        self.rates.pop(device.mac, None)
         self.conn.execute(
-            "UPDATE wifi_sessions SET ended_at = ?, end_reason = ? "
+            "UPDATE wifi_sessions SET ended_at = ?, end_reason = ?, "
+            "bytes_up = max(bytes_up, ?), bytes_down = max(bytes_down, ?) "
             "WHERE mac = ? AND ended_at IS NULL",
-            (now, reason, device.mac),
+            (now, reason, c.up, c.down, device.mac),
         )
 
-    def kick(self, mac: str, reason: str = "kicked") -> bool:
-        """Take a device off the internet now; False if it was not authorized."""
+    def kick(self, mac: str, reason: str = "kicked", *, ended_at: float | None = None) -> bool:
+        """Take a device off the internet now; False if it was not authorized.
+
+        `ended_at`: when the session really ended, if earlier than now (a device that
+        left: the last time it answered)."""
         mac = rs.normalize_mac(mac)
         with self._lock:
             device = self.devices.get(mac)
             if device is None:
                 return False
+            try:
+                self._read_devices()  # the session's last bytes, before its counters go
+            except rs.NftError as exc:
+                log.error("a session's last bytes were not read (%s)", type(exc).__name__)
             self._apply(rs.remove_device_commands(device))
             del self.devices[mac]
+            self.last_seen.pop(mac, None)
             self._unshape(device)
+            self._unpin(device)
             with db.transaction(self.conn):
-                self._end_session(device, self.wall(), reason)
+                self._end_session(device, self.wall() if ended_at is None else ended_at,
+                                  reason)
             self._update_gauges()
         return True
+
+    # --- the device lifecycle: gone from the LAN, voucher over ------------------------
+
+    def check_presence(self, now: float | None = None) -> list[str]:
+        """One presence round: probe the authorized devices, end the sessions of those
+        silent for `absent_after_seconds` (reason "left") and of those whose IP dnsmasq
+        has leased to another device. Returns the MACs whose session ended."""
+        now = self.wall() if now is None else now
+        self._last_probe = now
+        leases = self.lease_file.current(now)
+        self.metrics.leases.set(len(leases))
+        if self.prober is None:
+            return []
+        with self._lock:
+            targets = [(d.mac, d.ip) for d in self.devices.values()]
+        if not targets:
+            return []
+        try:
+            seen = self.prober.probe(targets)  # outside the lock: up to one timeout
+        except OSError as exc:
+            # A probe that could not run says nothing about the devices: nobody is "left".
+            self.metrics.probe_errors.inc()
+            log.error("presence probe failed (%s)", type(exc).__name__)
+            return []
+        by_ip = {lease.ip: lease.mac for lease in leases.values()}
+        gone = []
+        with self._lock:
+            for mac in seen:
+                self.last_seen[mac] = now
+            limit = self.config.gateway.absent_after_seconds
+            for mac, d in list(self.devices.items()):
+                leased_to = by_ip.get(d.ip)
+                silent = now - self.last_seen.setdefault(mac, now)
+                if silent >= limit or (leased_to is not None and leased_to != mac
+                                       and mac not in seen):
+                    # The legal log's end: the last time the device answered, not now.
+                    if self.kick(mac, "left", ended_at=self.last_seen[mac]):
+                        gone.append(mac)
+        if gone:
+            self.metrics.sessions_ended.labels("left").inc(len(gone))
+            log.info("%d device(s) left the LAN: sessions ended", len(gone))
+        return gone
+
+    def expire_vouchers(self, now: float | None = None) -> list[str]:
+        """Take off the devices of vouchers whose validity ended (reason "expired")."""
+        now = self.wall() if now is None else now
+        with self._lock:
+            ids = {d.owner.id for d in self.devices.values() if d.owner.kind == "voucher"}
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            over = {
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT id FROM vouchers WHERE id IN ({marks}) "  # noqa: S608 (only ?)
+                    "AND valid_until IS NOT NULL AND valid_until <= ?",
+                    (*sorted(ids), now),
+                )
+            }
+            macs = [m for m, d in self.devices.items()
+                    if d.owner.kind == "voucher" and d.owner.id in over]
+            gone = [m for m in macs if self.kick(m, "expired")]
+        if gone:
+            self.metrics.sessions_ended.labels("expired").inc(len(gone))
+            log.info("%d device(s) of expired vouchers disconnected", len(gone))
+        return gone
 
     def extend(self, owner: rs.Owner, extra_bytes: int) -> qm.Ledger:
         """Give an owner `extra_bytes` more today, exactly (see quotas.extend)."""
@@ -539,14 +782,29 @@ class GatewayService:
         return {"ok": True, **_ledger_json(ledger)}
 
     def cmd_status(self, _req: dict[str, Any]) -> dict[str, Any]:
-        """Devices and quotas for the admin panel (a local socket, not metrics)."""
+        """Devices and quotas for the admin panel (a local socket, not metrics).
+
+        Each device's bytes are its session's; its rate (bit/s) is the counters' change
+        since an earlier read at least a second before (absent until there is one).
+        """
         with self._lock:
+            try:
+                self._read_devices()
+            except rs.NftError as exc:
+                log.error("devices' counters not read (%s)", type(exc).__name__)
             quotas = [
                 {"kind": o.kind, "id": o.id, **_ledger_json(x)}
                 for o, x in sorted(self.ledgers.items())
             ]
+            leases = self.lease_file.current(self.wall())
             devices = [
-                {"mac": d.mac, "ip": str(d.ip), "kind": d.owner.kind, "owner_id": d.owner.id}
+                {"mac": d.mac, "ip": str(d.ip), "kind": d.owner.kind, "owner_id": d.owner.id,
+                 # What the device calls itself in DHCP: data for the admin, never a command.
+                 "hostname": leases[d.mac].hostname if d.mac in leases else "",
+                 "last_seen": self.last_seen.get(d.mac),
+                 "bytes_up": self.counted.get(d.mac, rs.DeviceBytes()).up,
+                 "bytes_down": self.counted.get(d.mac, rs.DeviceBytes()).down,
+                 **_rate_json(self.rates.get(d.mac))}
                 for d in self.devices.values()
             ]
         return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices}
@@ -722,6 +980,10 @@ class GatewayService:
                 return {"ok": True, "logged_out": self.kick(device.mac, "logout")}
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
+
+
+def _rate_json(rate: tuple[int, int] | None) -> dict[str, int]:
+    return {} if rate is None else {"rate_down_bps": rate[0], "rate_up_bps": rate[1]}
 
 
 def _ledger_json(x: qm.Ledger) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Sharing the line: per-client htb classes, download on the LAN, upload through an ifb.
+"""Sharing the line: per-client htb classes, download on the LAN, upload on the WAN.
 
 Why per client and not per flow: a client opening 16 connections must not get 16
 shares. Each authorized client gets one htb leaf per direction, all leaves of a group
@@ -10,8 +10,7 @@ the guests' share, the guest group's rate is that share (default 40 %), and both
 borrow up to the whole line. While members are busy, guests get their share and no
 more; when the members are idle, guests borrow the rest.
 
-Layout (same on both sides; download on the LAN interface, upload on the ifb that an
-ingress `mirred` redirect on the LAN interface feeds):
+Layout (download on the LAN interface, upload on the WAN interface):
 
     1:   htb root, default 1:2
     1:1  the line (rate = ceil = the line's speed)
@@ -19,47 +18,51 @@ ingress `mirred` redirect on the LAN interface feeds):
       1:20 guests and vouchers (rate = guest share, ceil = line)
         1:<0x1000 + id>  one leaf per client (ceil = its class's cap, at most the line)
           leaf qdisc: cake when the kernel has it, else fq_codel, sfq, or pfifo
-    1:2  the box's own traffic to/from the LAN (portal, DNS): not the line's
+    1:2  the box's own traffic: on the LAN (portal, DNS) not the line's, at 1 Gbit/s;
+         on the WAN (updates, remote admin) the line's, under 1:1 with a small floor
 
-Classifier: u32 on the client's IP (destination on the LAN side, source on the ifb),
-through a 256-bucket hash table on the address's last byte, so a packet meets one or
-a few rules whatever the number of clients. Why u32 and not an nft mark with the `fw`
-classifier: this kernel (and many small ones) has u32 but no `fw`, `flower` or
-`basic`; and marks are set in the forward hook, after the LAN's ingress, where the
-upload redirect has already happened.
+Classifier: none. The ruleset's forward chain sets each client's packets' priority
+(`meta priority set ip saddr|daddr map @prio4`) to its leaf's class id, and htb takes
+a packet whose priority names one of its leaf classes straight into it. The id is
+the client's address's low 12 bits (`ruleset.class_minor`), so the ruleset and this
+module agree without talking, the same on both interfaces. Earlier designs and why
+not: u32 hashing on the address and upload through an ifb fed by an ingress redirect
+on the LAN. The ifb round trip cost about 13 % of the upload's throughput on veth
+(session 4), the redirect at a bridge's own ingress made conntrack mark packets
+invalid (kernel 6.18), a bridge port hot-plugged after start was not shaped, and the
+box's own upload was not in the tree at all, so it competed unshaped in the ISP box's
+queue. On the WAN egress, after NAT, the priority set in forward is still there, and
+the upload's queue is where the bottleneck is (the Pi's link to the box is faster than
+the line): one tree holds all of the line's upload.
 
-Why `tc -batch -`: start-up builds hundreds of classes (about six commands per client),
-and one tc process for all of them is far faster than one fork per command; a
-change for one client is one batch too. Every token is checked (a number, an address,
-an interface name or a fixed keyword: no spaces, quotes or newlines), so no line can
-split into two commands. No user text reaches a command: clients are named by a small
-integer id and their IPv4 address.
+Why `tc -batch -`: start-up builds hundreds of classes, and one tc process for all of
+them is far faster than one fork per command; a change for one client is one batch
+too. Every token is checked (a number, an interface name or a fixed keyword: no
+spaces, quotes or newlines), so no line can split into two commands. No user text
+reaches a command: clients are named by a small integer id.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import json
 import re
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.gateway.ruleset import check_ifname
+from appliance.gateway.ruleset import CLIENT_BASE, MAX_CLIENT_ID, check_ifname, client_id
 
 Argv = list[str]
 
 GROUPS = {"member": 0x10, "guest": 0x20}
 LINE, LOCAL = 0x1, 0x2
-CLIENT_BASE = 0x1000
-MAX_CLIENT_ID = 0xFFF  # a u32 node handle has 12 bits
-HASH_TABLE = 2
-PRIO = 10
 QUANTUM = 1514  # one full frame: htb's round robin between leaves is packet-fair
 LOCAL_KBIT = 1_000_000
+BOX_WAN_SHARE = 0.02  # the box's own upload's floor (it borrows the rest like the groups)
 MAX_PER_GROUP = 256  # leaves' rate floors add up to their group's rate at this many
+BURST_MS = 1
+BURST_MIN_BYTES = 2 * QUANTUM
 LEAF_KINDS = ("cake", "fq_codel", "sfq", "pfifo")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:/@-]+$")
 
@@ -70,27 +73,22 @@ class TcError(RuntimeError):
 
 @dataclass(frozen=True)
 class Line:
-    """The line and where it is shaped: LAN interface, upload ifb, speeds, guests' share."""
+    """The line and where it is shaped: LAN (download) and WAN (upload), speeds, share."""
 
     lan: str
-    ifb: str
+    wan: str
     down_kbit: int
     up_kbit: int
     lan_network: ipaddress.IPv4Network
     guest_share: float = 0.4
-    # Where upload is redirected to the ifb: the LAN interface, or a LAN bridge's ports.
-    # Why not the bridge itself: a frame redirected at the bridge's own ingress comes
-    # back from the ifb as conntrack state "invalid" (seen on kernel 6.18), so the
-    # forward chain drops it; redirected at a port, it is bridged and routed normally.
-    ingress_ports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_ifname(self.lan)
-        check_ifname(self.ifb)
-        for port in self.ingress_ports:
-            check_ifname(port)
-        if self.lan == self.ifb:
-            raise ValueError("the upload ifb must be its own device")
+        check_ifname(self.wan)
+        if self.lan == self.wan:
+            raise ValueError("the LAN and WAN interfaces must differ")
+        if self.lan_network.prefixlen < 20:
+            raise ValueError("the LAN must be a /20 or smaller (class ids are 12 bits)")
         for name in ("down_kbit", "up_kbit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 16:
@@ -144,6 +142,26 @@ def _group_rates(line_kbit: int, share: float) -> dict[str, int]:
     return {"guest": guest, "member": max(8, line_kbit - guest)}
 
 
+def burst_bytes(kbit: int) -> int:
+    """A class's bucket: what the rate sends in BURST_MS, at least BURST_MIN_BYTES.
+
+    Why set it: tc's default is rate/HZ + one MTU, computed in 32 bits; from about
+    4 Gbit/s it wraps to 0 bytes (`tc -d class show` prints "burst 0b"), and a class
+    with an empty bucket can then send only when htb's timer refills it: a 10 Gbit/s
+    ceil delivered 6.5 Gbit/s on veth (session 4). At the Pi's rates the default is a
+    single frame, and htb's watchdog wakes for every packet; a millisecond of the rate
+    (3,750 bytes at 30 Mbit/s) is still far below what a queue holds.
+    """
+    return max(BURST_MIN_BYTES, kbit * BURST_MS // 8)
+
+
+def htb_rates(rate_kbit: int, ceil_kbit: int) -> Argv:
+    """An htb class's rate, ceil, their buckets and the quantum."""
+    return ["rate", _kbit(rate_kbit), "burst", f"{burst_bytes(rate_kbit)}b",
+            "ceil", _kbit(ceil_kbit), "cburst", f"{burst_bytes(ceil_kbit)}b",
+            "quantum", str(QUANTUM)]
+
+
 def leaf_qdisc(kind: str) -> Argv:
     """The leaf's qdisc arguments: htb sets the rate, the leaf keeps the queue short."""
     if kind == "cake":
@@ -156,98 +174,66 @@ def leaf_qdisc(kind: str) -> Argv:
     raise ValueError(f"leaf qdisc must be one of {', '.join(LEAF_KINDS)}: {kind!r}")
 
 
-def _sides(line: Line) -> list[tuple[str, int, str, int]]:
-    """(device, line kbit, u32 match direction, offset of the hashed byte) per side."""
-    return [(line.lan, line.down_kbit, "dst", 16), (line.ifb, line.up_kbit, "src", 12)]
+def _sides(line: Line) -> list[tuple[str, int]]:
+    """(device, line kbit): download on the LAN, upload on the WAN."""
+    return [(line.lan, line.down_kbit), (line.wan, line.up_kbit)]
 
 
 def root_commands(line: Line) -> list[Argv]:
-    """The fixed tree on both sides, the ingress redirect and the u32 hash table.
-
-    Expects a clean slate (see `teardown_commands`): `add` rather than `replace` for
-    filters, which tc cannot replace by content.
-    """
+    """The fixed tree on both sides (no filter: the ruleset sets the priority)."""
     cmds: list[Argv] = []
-    for dev, kbit, direction, offset in _sides(line):
+    for dev, kbit in _sides(line):
         rates = _group_rates(kbit, line.guest_share)
+        if dev == line.lan:  # the box's own LAN traffic is not the line's
+            local = ["parent", "1:", "classid", _cid(LOCAL), "htb",
+                     *htb_rates(LOCAL_KBIT, LOCAL_KBIT)]
+        else:  # its own upload is: a floor, and it borrows up to the line
+            floor = min(kbit, max(8, round(kbit * BOX_WAN_SHARE)))
+            local = ["parent", _cid(LINE), "classid", _cid(LOCAL), "htb",
+                     *htb_rates(floor, kbit)]
         cmds += [
             ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb",
              "default", _hex(LOCAL)],
             ["class", "replace", "dev", dev, "parent", "1:", "classid", _cid(LINE), "htb",
-             "rate", _kbit(kbit), "ceil", _kbit(kbit), "quantum", str(QUANTUM)],
-            ["class", "replace", "dev", dev, "parent", "1:", "classid", _cid(LOCAL), "htb",
-             "rate", _kbit(LOCAL_KBIT), "ceil", _kbit(LOCAL_KBIT), "quantum", str(QUANTUM)],
+             *htb_rates(kbit, kbit)],
+            ["class", "replace", "dev", dev, *local],
         ]
         for group, minor in GROUPS.items():
             cmds.append(
                 ["class", "replace", "dev", dev, "parent", _cid(LINE), "classid", _cid(minor),
-                 "htb", "rate", _kbit(rates[group]), "ceil", _kbit(kbit),
-                 "quantum", str(QUANTUM)]
+                 "htb", *htb_rates(rates[group], kbit)]
             )
-        cmds += [
-            ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", str(PRIO),
-             "handle", f"{HASH_TABLE}:", "u32", "divisor", "256"],
-            ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", str(PRIO),
-             "handle", "800::1", "u32", "ht", "800::", "match", "ip", direction,
-             str(line.lan_network), "hashkey", "mask", "0x000000ff", "at", str(offset),
-             "link", f"{HASH_TABLE}:"],
-        ]
-    for port in line.ingress_ports or (line.lan,):
-        cmds += [
-            ["qdisc", "add", "dev", port, "handle", "ffff:", "ingress"],
-            ["filter", "add", "dev", port, "parent", "ffff:", "protocol", "ip", "prio", "1",
-             "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev",
-             line.ifb],
-        ]
     return cmds
 
 
 def teardown_commands(line: Line) -> list[Argv]:
     """Remove our qdiscs (run with errors ignored: some may not exist yet)."""
-    cmds = [["qdisc", "del", "dev", line.lan, "root"], ["qdisc", "del", "dev", line.ifb, "root"]]
-    for port in {line.lan, *line.ingress_ports}:
-        cmds.append(["qdisc", "del", "dev", port, "ingress"])
-    return cmds
-
-
-def _filter_handle(client: ClientClass) -> str:
-    return f"{HASH_TABLE}:{_hex(int(client.ip) & 0xFF)}:{_hex(client.id)}"
+    return [["qdisc", "del", "dev", dev, "root"] for dev, _ in _sides(line)]
 
 
 def client_commands(line: Line, client: ClientClass, leaf: str) -> list[Argv]:
-    """A client's leaf class, its leaf qdisc and its u32 rule, on both sides."""
+    """A client's leaf class and its leaf qdisc, on both sides."""
     cmds: list[Argv] = []
     qdisc = leaf_qdisc(leaf)
     caps = (client.down_kbit, client.up_kbit)
-    for (dev, kbit, direction, _offset), cap in zip(_sides(line), caps, strict=True):
+    for (dev, kbit), cap in zip(_sides(line), caps, strict=True):
         ceil = kbit if cap is None else min(cap, kbit)
         group_rate = _group_rates(kbit, line.guest_share)[client.group]
         floor = min(ceil, max(8, group_rate // MAX_PER_GROUP))
-        bucket = _hex(int(client.ip) & 0xFF)
         cmds += [
             ["class", "replace", "dev", dev, "parent", _cid(GROUPS[client.group]),
-             "classid", _cid(client.minor), "htb", "rate", _kbit(floor), "ceil", _kbit(ceil),
-             "quantum", str(QUANTUM)],
+             "classid", _cid(client.minor), "htb", *htb_rates(floor, ceil)],
             ["qdisc", "replace", "dev", dev, "parent", _cid(client.minor),
              "handle", f"{_hex(client.minor)}:", *qdisc],
-            ["filter", "replace", "dev", dev, "parent", "1:", "protocol", "ip",
-             "prio", str(PRIO), "handle", _filter_handle(client), "u32",
-             "ht", f"{HASH_TABLE}:{bucket}:", "match", "ip", direction, f"{client.ip}/32",
-             "flowid", _cid(client.minor)],
         ]
     return cmds
 
 
 def remove_client_commands(line: Line, client: ClientClass) -> list[Argv]:
-    """The client's rule first (its packets fall back to nothing), then its class."""
-    cmds: list[Argv] = []
-    for dev, *_ in _sides(line):
-        cmds += [
-            ["filter", "del", "dev", dev, "parent", "1:", "protocol", "ip", "prio", str(PRIO),
-             "handle", _filter_handle(client), "u32"],
-            ["class", "del", "dev", dev, "classid", _cid(client.minor)],
-        ]
-    return cmds
+    """The client's classes (their leaf qdiscs go with them): its packets, if any still
+    carry its class id, fall to the default class."""
+    return [["class", "del", "dev", dev, "classid", _cid(client.minor)]
+            for dev, _ in _sides(line)]
 
 
 def setup_commands(line: Line, clients: Iterable[ClientClass], leaf: str) -> list[Argv]:
@@ -275,7 +261,7 @@ def batch_text(commands: Iterable[Sequence[str]]) -> str:
 
 
 class TcRunner:
-    """Runs tc batches (and the `ip link` calls for the ifb): argument lists, no shell.
+    """Runs tc batches: argument lists, no shell.
 
     `tc` and `ip` are how to start them: ("/usr/sbin/tc",) on the box; tests pass
     ("ip", "netns", "exec", NAME, "tc") to work in a namespace they created.
@@ -306,27 +292,9 @@ class TcRunner:
         if proc.returncode != 0 and not force:
             raise TcError(proc.stderr.strip() or f"tc exited with {proc.returncode}")
 
-    def ensure_ifb(self, name: str) -> None:
-        """Create the upload ifb if missing, and bring it up."""
-        check_ifname(name)
-        if self._run([*self.ip, "link", "show", "dev", name]).returncode != 0:
-            proc = self._run([*self.ip, "link", "add", name, "type", "ifb"])
-            if proc.returncode != 0:
-                raise TcError(proc.stderr.strip() or "cannot create the ifb device")
-        proc = self._run([*self.ip, "link", "set", "dev", name, "up"])
-        if proc.returncode != 0:
-            raise TcError(proc.stderr.strip() or "cannot bring the ifb device up")
-
-    def bridge_ports(self, bridge: str) -> tuple[str, ...]:
-        """The ports of a bridge, as the kernel lists them now."""
-        check_ifname(bridge)
-        proc = self._run([*self.ip, "-j", "link", "show", "master", bridge])
-        if proc.returncode != 0:
-            raise TcError(proc.stderr.strip() or f"cannot list the ports of {bridge}")
-        return tuple(sorted(check_ifname(x["ifname"]) for x in json.loads(proc.stdout or "[]")))
-
     def probe_leaf(self, dev: str) -> str:
-        """The best leaf qdisc this kernel has, tried on our own (idle) ifb device.
+        """The best leaf qdisc this kernel has, tried as `dev`'s root (at start-up, just
+        before the tree replaces it: a moment with no shaping, nothing lost).
 
         Why try rather than read /proc/modules: modules load on demand, may be built in
         (no /proc/modules at all on some kernels), and only an `add` says for sure.
@@ -344,7 +312,7 @@ def line_from_config(gateway: Any) -> Line:
     """The `[gateway]` section's line (a `GatewayConfig`)."""
     return Line(
         lan=gateway.lan_interface,
-        ifb=gateway.upload_ifb,
+        wan=gateway.wan_interface,
         down_kbit=round(gateway.line_down_mbit * 1000),
         up_kbit=round(gateway.line_up_mbit * 1000),
         lan_network=ipaddress.IPv4Interface(gateway.lan_address).network,
@@ -355,9 +323,9 @@ def line_from_config(gateway: Any) -> Line:
 class Shaper:
     """The gateway's side of shaping: gives clients ids and keeps the kernel's tree.
 
-    Ids are the smallest free number, kept by IP for as long as the client is
-    authorized; they mean nothing outside this process (the tree is rebuilt whole at
-    start).
+    A client's id is its address's low 12 bits (`ruleset.client_id`): the ruleset's
+    priority map names the same class without asking. `lan_is_bridge` is accepted for
+    the callers' sake and no longer matters (no redirect on the bridge's ports).
     """
 
     def __init__(self, line: Line, runner: TcRunner, *, lan_is_bridge: bool = False) -> None:
@@ -367,30 +335,18 @@ class Shaper:
         self.leaf = "pfifo"
         self.clients: dict[ipaddress.IPv4Address, ClientClass] = {}
 
-    def _next_id(self) -> int:
-        used = {c.id for c in self.clients.values()}
-        for i in range(1, MAX_CLIENT_ID + 1):
-            if i not in used:
-                return i
-        raise ValueError("no free shaping class id")
-
     def make(
         self, ip: ipaddress.IPv4Address, group: str, down_kbit: int | None, up_kbit: int | None
     ) -> ClientClass:
-        old = self.clients.get(ip)
-        cid = old.id if old is not None else self._next_id()
-        return ClientClass(cid, ip, group, down_kbit, up_kbit)
+        if ip not in self.line.lan_network:
+            raise ValueError("a shaped client must be on the LAN")
+        return ClientClass(client_id(ip), ip, group, down_kbit, up_kbit)
 
     def setup(self, clients: Iterable[tuple[ipaddress.IPv4Address, str, int | None, int | None]]
               ) -> None:
         """Build the whole tree with these clients (start-up): old tree removed first."""
-        self.runner.ensure_ifb(self.line.ifb)
         self.runner.batch(teardown_commands(self.line), force=True)
-        if self.lan_is_bridge:
-            # Ports known at start; a port added later is shaped after the next restart.
-            ports = self.runner.bridge_ports(self.line.lan)
-            self.line = dataclasses.replace(self.line, ingress_ports=ports)
-        self.leaf = self.runner.probe_leaf(self.line.ifb)
+        self.leaf = self.runner.probe_leaf(self.line.wan)
         self.clients = {}
         for ip, group, down, up in clients:
             self.clients[ip] = self.make(ip, group, down, up)

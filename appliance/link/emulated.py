@@ -293,12 +293,14 @@ class EmulatedPinger:
         """Nothing to release (the real one closes its raw socket)."""
 
     def ping(
-        self, targets: Sequence[str], timeout: float, *, attempts: int = 2
+        self, targets: Sequence[str], timeout: float, *, attempts: int = 2,
+        fallback: Sequence[str] = (),
     ) -> dict[str, tuple[int, int, float | None]]:
-        """(sent, received, rtt of the first answer) per target, retrying the silent ones."""
+        """(sent, received, rtt of the first answer) per target, retrying the silent ones;
+        `fallback` joins from the second attempt if nothing answered the first."""
         results: dict[str, tuple[int, int, float | None]] = {t: (0, 0, None) for t in targets}
         todo = list(dict.fromkeys(targets))
-        for _ in range(attempts):
+        for attempt in range(attempts):
             if not todo:
                 break
             answered = {}
@@ -315,6 +317,10 @@ class EmulatedPinger:
                 got = answered.get(target)
                 results[target] = (sent + 1, received + (got is not None), rtt or got)
             todo = [t for t in todo if t not in answered]
+            if attempt == 0 and not answered:
+                extra = [t for t in dict.fromkeys(fallback) if t not in results]
+                results.update((t, (0, 0, None)) for t in extra)
+                todo += extra
         self.line.add_wan_bytes(sum(ICMP_ECHO_BYTES * r[0] for r in results.values()))
         return results
 

@@ -10,6 +10,7 @@ import logging
 import signal
 
 from appliance.config import Config
+from appliance.link.probes import NoRawSocket
 from appliance.link.service import LinkService
 from appliance.runtime import catch_stop_signals, serve_metrics
 from appliance.sdnotify import notify
@@ -17,8 +18,17 @@ from appliance.sdnotify import notify
 log = logging.getLogger(__name__)
 
 
+# Like a configuration error: a restart cannot fix it (RestartPreventExitStatus=2).
+EXIT_NO_PRIVILEGE = 2
+
+
 def run(config: Config) -> int:
-    service = LinkService(config)
+    try:
+        service = LinkService(config)
+    except NoRawSocket as exc:
+        log.error("link service not started: %s", exc)
+        notify(f"STATUS=not started: {exc}")
+        return EXIT_NO_PRIVILEGE
     service.start()
     metrics = serve_metrics(service.registry, config.metrics_listen, config.link_metrics_port)
     log.info(

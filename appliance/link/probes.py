@@ -6,9 +6,12 @@ once and matched by identifier and sequence, so a round costs one timeout at mos
 and timing is not blurred by scapy's sniffer. The traceroute that finds the first ISP
 hop runs once an hour and uses scapy's own send/receive.
 
-Probe traffic is kept small (under 5 MB a day at the default 10 s): one echo per
-target per round with an 8-byte payload, and a second echo only to a target that
-did not answer the first.
+Probe traffic is kept small (under 5 MB a day at the default 10 s, even counted as
+Ethernet frames on the cable to the box): one echo per target per round with no
+payload (the identifier and sequence match the answer), a second echo only to a
+target that did not answer the first, and the box echoed every other round only. In
+the other rounds an answer from beyond the box proves the box works; when nothing
+beyond answers, the box gets the second echo, so every round still judges it.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scapy.layers.dns import DNS, DNSQR
-from scapy.layers.inet import ICMP, IP
-from scapy.packet import Raw
+# scapy is imported where packets are built, not here: importing it opens a netlink
+# socket, and every `telecentre` command imports this module through the CLI, the door
+# and the panel included, whose units allow no AF_NETLINK (systemd/, RestrictAddressFamilies).
 
 log = logging.getLogger(__name__)
 
 IP_HEADER = 20
 UDP_HEADER = 8
-ICMP_ECHO_PAYLOAD = 8
+ICMP_ECHO_PAYLOAD = 0
+# The box is echoed in one round out of GATEWAY_EVERY (and whenever nothing beyond answers).
+GATEWAY_EVERY = 2
 ICMP_ECHO_BYTES = IP_HEADER + 8 + ICMP_ECHO_PAYLOAD
 
 
@@ -81,6 +86,10 @@ def resolv_conf_nameserver(path: Path | str = "/etc/resolv.conf") -> str | None:
     return None
 
 
+class NoRawSocket(PermissionError):
+    """The kernel refused the raw ICMP socket: the process lacks CAP_NET_RAW."""
+
+
 class Pinger:
     """ICMP echo over a raw socket: send to many targets at once, collect the answers.
 
@@ -89,7 +98,14 @@ class Pinger:
     """
 
     def __init__(self, *, rng: random.Random | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        try:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        except PermissionError as exc:
+            raise NoRawSocket(
+                f"no raw ICMP socket ({exc.strerror}): the link service needs CAP_NET_RAW "
+                "for its probes (systemd/telecentre-link.service gives it "
+                'AmbientCapabilities=CAP_NET_RAW); or set [link] line = "emulated"'
+            ) from exc
         self.sock.setblocking(False)
         self.ident = (rng or random.Random()).randrange(1, 0x10000)
         self.seq = 0
@@ -100,16 +116,19 @@ class Pinger:
         self.sock.close()
 
     def ping(
-        self, targets: Sequence[str], timeout: float, *, attempts: int = 2
+        self, targets: Sequence[str], timeout: float, *, attempts: int = 2,
+        fallback: Sequence[str] = (),
     ) -> dict[str, tuple[int, int, float | None]]:
-        """(sent, received, rtt of the first answer) per target.
+        """(sent, received, rtt of the first answer) per target echoed.
 
-        Targets that did not answer get another echo, up to `attempts` in all.
+        Targets that did not answer get another echo, up to `attempts` in all. The
+        `fallback` targets join from the second attempt on, only if no target answered
+        the first; they are in the result only then.
         """
         results: dict[str, tuple[int, int, float | None]] = {t: (0, 0, None) for t in targets}
         with self._lock:
             todo = list(dict.fromkeys(targets))
-            for _ in range(attempts):
+            for attempt in range(attempts):
                 if not todo:
                     break
                 answered = self._round(todo, timeout)
@@ -118,15 +137,22 @@ class Pinger:
                     got = answered.get(target)
                     results[target] = (sent + 1, received + (got is not None), rtt or got)
                 todo = [t for t in todo if answered.get(t) is None]
+                if attempt == 0 and not answered:
+                    extra = [t for t in dict.fromkeys(fallback) if t not in results]
+                    results.update((t, (0, 0, None)) for t in extra)
+                    todo += extra
         return results
 
     def _round(self, targets: Sequence[str], timeout: float) -> dict[str, float]:
+        from scapy.layers.inet import ICMP, IP
+        from scapy.packet import Raw
+
         pending: dict[int, tuple[str, float]] = {}
         for target in targets:
             self.seq = (self.seq + 1) & 0xFFFF
-            packet = bytes(
-                ICMP(type=8, id=self.ident, seq=self.seq) / Raw(os.urandom(ICMP_ECHO_PAYLOAD))
-            )
+            echo = ICMP(type=8, id=self.ident, seq=self.seq)
+            packet = bytes(echo / Raw(os.urandom(ICMP_ECHO_PAYLOAD)) if ICMP_ECHO_PAYLOAD
+                           else echo)
             try:
                 self.sock.sendto(packet, (target, 0))
                 self.bytes += ICMP_ECHO_BYTES
@@ -172,6 +198,7 @@ def first_isp_hop(
     is the ISP's. None when no router beyond the box answers (some ISPs filter).
     """
     from scapy.config import conf
+    from scapy.layers.inet import ICMP, IP
     from scapy.sendrecv import sr
 
     conf.route.resync()  # links came and went since the last traceroute
@@ -203,6 +230,8 @@ class DnsProbe:
 
     def resolve(self, resolver: str, name: str, timeout: float) -> float | None:
         """Seconds to a NOERROR answer with at least one record, or None."""
+        from scapy.layers.dns import DNS, DNSQR
+
         query_id = self.rng.randrange(0x10000)
         query = bytes(DNS(id=query_id, rd=1, qd=DNSQR(qname=name, qtype="A")))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -229,6 +258,15 @@ class DnsProbe:
                 return None
 
 
+def box_works(samples: Sequence[Sample]) -> bool:
+    """Whether the box worked in a round: its own answer, else any answer from beyond it
+    (the ISP hop or an anchor), which can only have come through the box."""
+    box = [s.received > 0 for s in samples if s.role == "gateway"]
+    if box:
+        return any(box)
+    return any(s.received > 0 for s in samples if s.role in ("isp_hop", "anchor"))
+
+
 class Prober:
     """One round of light probes: the box, the ISP hop, the anchors, then DNS.
 
@@ -253,6 +291,7 @@ class Prober:
         rng: random.Random | None = None,
         pinger: Pinger | None = None,
         dns: DnsProbe | None = None,
+        gateway_every: int = GATEWAY_EVERY,
     ) -> None:
         self.anchors = tuple(anchors)
         self.dns_names = tuple(dns_names)
@@ -269,6 +308,8 @@ class Prober:
         self.gateway: str | None = gateway or None
         self.isp_hop: str | None = isp_hop or None
         self._name_index = 0
+        self.gateway_every = max(1, gateway_every)
+        self._rounds = 0
 
     @property
     def bytes(self) -> int:
@@ -303,15 +344,24 @@ class Prober:
         return self.fixed_resolver or resolv_conf_nameserver(self.resolv_conf)
 
     def round(self) -> list[Sample]:
-        """Probe everything once; roles: gateway, isp_hop, anchor, dns."""
+        """Probe everything once; roles: gateway, isp_hop, anchor, dns.
+
+        The box is left out of one round in `gateway_every` unless nothing beyond it
+        answers (then it gets the second echo): see `box_works`.
+        """
         gateway = self.refresh_gateway()
+        box_now = bool(gateway) and self._rounds % self.gateway_every == 0
+        self._rounds += 1
         roles: list[tuple[str, str]] = []
-        if gateway:
-            roles.append(("gateway", gateway))
         if self.isp_hop:
             roles.append(("isp_hop", self.isp_hop))
         roles += [("anchor", a) for a in self.anchors]
-        answers = self.pinger.ping([t for _r, t in roles], self.timeout)
+        if box_now:
+            roles.insert(0, ("gateway", gateway))
+        fallback = [gateway] if gateway and not box_now else []
+        answers = self.pinger.ping([t for _r, t in roles], self.timeout, fallback=fallback)
+        if fallback and gateway in answers:
+            roles.insert(0, ("gateway", gateway))
         samples = [Sample(role, t, *answers[t]) for role, t in roles]
         resolver = self.resolver()
         if resolver and self.dns_names:

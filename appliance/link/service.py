@@ -28,7 +28,7 @@ from appliance.link import emulated, schedule, store
 from appliance.link import gate as gate_mod
 from appliance.link.iperf import BackendError, Iperf3Backend
 from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound
-from appliance.link.probes import Pinger, Prober, Sample
+from appliance.link.probes import Pinger, Prober, Sample, box_works
 from appliance.link.throughput import (
     Measurement,
     added_delay,
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("gateway", "isp_hop", "anchor")
 RESULTS = ("ok", "failed", "skipped_busy", "skipped_budget")
+DIRECTIONS = ("download", "upload")
 # Loss and jitter are over the last rounds (30 rounds: 5 minutes at the default 10 s).
 WINDOW_ROUNDS = 30
 TRACEROUTE_EVERY = 3600.0
@@ -154,6 +155,13 @@ class LinkMetrics:
             "When the last completed throughput test ran.",
             registry=registry,
         )
+        self.below_half = Gauge(
+            "telecentre_link_tests_below_half_contract_in_a_row",
+            "Completed throughput tests in a row, up to the last one, under half the "
+            "contracted rate, by direction (skipped and failed tests do not count or reset).",
+            ["direction"],
+            registry=registry,
+        )
         self.budget = Gauge(
             "telecentre_link_test_budget_bytes",
             "Monthly data budget for scheduled throughput tests.",
@@ -176,8 +184,8 @@ class LinkMetrics:
             ["cause"],
             registry=registry,
         )
+        # `up{layer}` is published by the service: last known state, then the probes'.
         for layer in LAYERS:
-            self.up.labels(layer.value)
             self.outage_seconds.labels(layer.value)
             self.outages.labels(layer.value)
         for role in ROLES:
@@ -186,6 +194,8 @@ class LinkMetrics:
             self.jitter.labels(role)
         for result in RESULTS:
             self.tests.labels(result)
+        for direction in DIRECTIONS:
+            self.below_half.labels(direction)
 
 
 def build_backend(config: Config) -> Backend | None:
@@ -214,7 +224,7 @@ def to_round(at: float, samples: list[Sample]) -> ProbeRound:
     dns = answered("dns")
     return ProbeRound(
         at=at,
-        gateway=any(answered("gateway")),
+        gateway=box_works(samples),
         isp_hop=hop[0] if hop else None,
         anchors=tuple(answered("anchor")),
         dns=dns[0] if dns else None,
@@ -305,10 +315,84 @@ class LinkService:
             closed = store.close_dangling_outages(self.conn)
         if closed:
             log.info("closed %d outage(s) left open by the previous run", closed)
+        # Until this run has probed enough rounds for a verdict of its own, the layer
+        # gauges keep the state the previous run ended with.
+        self._held_cause: Layer | None = None
+        self._held_rounds = max(link.down_after, link.up_after)
+        self._below_half = dict.fromkeys(DIRECTIONS, 0)
+        self._restore()
         self.metrics.contracted_download.set(link.contracted_download_mbps * 1e6 / 8)
         self.metrics.contracted_upload.set(link.contracted_upload_mbps * 1e6 / 8)
         self.metrics.budget.set(self.budget_bytes)
         self._update_budget_gauge()
+
+    # --- restart ---------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """After a restart: the last test's gauges and the line's last known state.
+
+        Gauges are restored from the database so dashboards do not show the line at 0
+        until the next test (up to 4 h away). Counters (`*_total`) start again at 0, as
+        Prometheus expects of a restarted process: rate() and increase() see the reset.
+        """
+        try:
+            with self._db_lock:
+                last_ok = store.last_test(self.conn, ok=True)
+                self.last_test = store.last_test(self.conn)
+                for direction in DIRECTIONS:
+                    self._below_half[direction] = store.below_half_in_a_row(self.conn, direction)
+                held = store.cause_at_last_stop(self.conn)
+                probed = store.has_probes(self.conn)
+        except sqlite3.Error as exc:
+            log.warning("link history not restored: %s", exc)
+            return
+        if last_ok is not None:
+            self._set_test_gauges(last_ok)
+        for direction, count in self._below_half.items():
+            self.metrics.below_half.labels(direction).set(count)
+        if held is not None:
+            self._held_cause = Layer(held)
+            log.info("line was down (%s) when the previous run stopped", held)
+        if probed:  # nothing known before the first ever round: no layer gauge yet
+            self._publish_layers()
+
+    def _set_test_gauges(self, result: dict[str, Any]) -> None:
+        """The last completed test's gauges (on a result or a stored row)."""
+        m = self.metrics
+        if result.get("download_bps") is not None:
+            m.download.set(result["download_bps"] / 8)
+        if result.get("upload_bps") is not None:
+            m.upload.set(result["upload_bps"] / 8)
+        if result.get("download_ratio") is not None:
+            m.download_ratio.set(result["download_ratio"])
+        if result.get("upload_ratio") is not None:
+            m.upload_ratio.set(result["upload_ratio"])
+        if result.get("added_delay_s") is not None:
+            m.added_delay.set(result["added_delay_s"])
+        m.last_test.set(result["at"])
+
+    def _count_below_half(self, result: dict[str, Any]) -> None:
+        """A completed test extends or resets each direction's run under half the contract."""
+        for direction in DIRECTIONS:
+            ratio = result.get(f"{direction}_ratio")
+            if ratio is None:
+                continue
+            self._below_half[direction] = (
+                self._below_half[direction] + 1 if ratio < store.BELOW_HALF else 0)
+            self.metrics.below_half.labels(direction).set(self._below_half[direction])
+
+    def _publish_layers(self) -> None:
+        """`up{layer}`: the held state from the previous run, else the tracker's."""
+        if self._held_cause is not None and (
+            self.tracker.cause is not None or self._held_rounds <= 0
+        ):
+            self._held_cause = None
+        for layer in LAYERS:
+            if self._held_cause is not None:
+                up = LAYERS.index(layer) < LAYERS.index(self._held_cause)
+            else:
+                up = self.tracker.is_up(layer)
+            self.metrics.up.labels(layer.value).set(1 if up else 0)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -383,7 +467,11 @@ class LinkService:
     def on_round(self, at: float, samples: list[Sample]) -> None:
         """Record one round, update metrics, and turn it into outage changes."""
         with self._state_lock:
-            self.last_samples = samples
+            # A round that did not echo the box keeps the box's last sample in the status.
+            kept = [] if any(s.role == "gateway" for s in samples) else [
+                s for s in self.last_samples
+                if s.role == "gateway" and s.target == self.prober.gateway]
+            self.last_samples = kept + samples
             self.last_round_at = at
         try:
             with self._db_lock:
@@ -413,8 +501,8 @@ class LinkService:
                 log.info(
                     "line outage over: %s, %.0f s", change.cause.value, change.end - change.start
                 )
-        for layer in LAYERS:
-            self.metrics.up.labels(layer.value).set(1 if self.tracker.is_up(layer) else 0)
+        self._held_rounds -= 1
+        self._publish_layers()
 
     def _probe_metrics(self, samples: list[Sample]) -> None:
         self.metrics.rounds.inc()
@@ -508,6 +596,9 @@ class LinkService:
         except sqlite3.Error as exc:
             log.warning("test result not stored: %s", exc)
         self.metrics.tests.labels(result["result"]).inc()
+        if result["result"] == "ok":
+            self._set_test_gauges(result)
+            self._count_below_half(result)
         if result.get("bytes"):
             self.metrics.test_bytes.inc(result["bytes"])
         self._update_budget_gauge()
@@ -570,17 +661,6 @@ class LinkService:
         down_ratio = contract_ratio(measured.download_bps, link.contracted_download_mbps * 1e6)
         up_ratio = contract_ratio(measured.upload_bps, link.contracted_upload_mbps * 1e6)
         at = self.wall()
-        if measured.download_bps is not None:
-            self.metrics.download.set(measured.download_bps / 8)
-        if measured.upload_bps is not None:
-            self.metrics.upload.set(measured.upload_bps / 8)
-        if down_ratio is not None:
-            self.metrics.download_ratio.set(down_ratio)
-        if up_ratio is not None:
-            self.metrics.upload_ratio.set(up_ratio)
-        if delay is not None:
-            self.metrics.added_delay.set(delay)
-        self.metrics.last_test.set(at)
         return {
             "at": at,
             "result": "ok",

@@ -97,6 +97,57 @@ def last_test_bytes(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def last_test(conn: sqlite3.Connection, *, ok: bool = False) -> dict[str, Any] | None:
+    """The latest test row (the latest completed one with `ok`), as a dict, or None."""
+    where = " WHERE result = 'ok'" if ok else ""
+    row = conn.execute(
+        f"SELECT {', '.join(TEST_COLUMNS)} FROM link_tests{where} ORDER BY at DESC, id DESC"
+        " LIMIT 1"
+    ).fetchone()
+    return dict(zip(TEST_COLUMNS, row, strict=True)) if row else None
+
+
+BELOW_HALF = 0.5
+
+
+def below_half_in_a_row(conn: sqlite3.Connection, direction: str) -> int:
+    """Completed tests since the last one at or over half the contract, in `direction`.
+
+    Only completed tests with a ratio in that direction count: a skipped or failed test
+    measured nothing, so it neither counts nor resets the run.
+    """
+    if direction not in ("download", "upload"):
+        raise ValueError(direction)
+    ratio = f"{direction}_ratio"
+    row = conn.execute(
+        f"SELECT COUNT(*) FROM link_tests WHERE result = 'ok' AND {ratio} < ?"
+        f" AND at > COALESCE((SELECT MAX(at) FROM link_tests WHERE result = 'ok'"
+        f" AND {ratio} >= ?), -1)",
+        (BELOW_HALF, BELOW_HALF),
+    ).fetchone()
+    return int(row[0])
+
+
+def cause_at_last_stop(conn: sqlite3.Connection) -> str | None:
+    """The cause of the outage that was still going on when the previous run stopped.
+
+    Such an outage was closed at the last probe round (on stop, or by
+    `close_dangling_outages` after a crash), so its end is the last round; an outage that
+    really ended is followed by the good rounds that ended it. None if the line was up,
+    or nothing was ever probed.
+    """
+    row = conn.execute(
+        "SELECT cause FROM link_outages"
+        " WHERE end IS NOT NULL AND end >= (SELECT MAX(at) FROM link_probes)"
+        " ORDER BY start DESC LIMIT 1"
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def has_probes(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM link_probes LIMIT 1").fetchone() is not None
+
+
 def aggregate_hours(conn: sqlite3.Connection, until: float) -> int:
     """Fold raw probes of every whole hour before `until` into link_hourly.
 

@@ -103,7 +103,14 @@ def _portal_url() -> str:
 
 def client_ip() -> str:
     """The socket's peer address (waitress's REMOTE_ADDR), never a forwarded-for header."""
-    return request.remote_addr or ""
+    addr = request.remote_addr or ""
+    if _config().gateway.backend == "dry-run":
+        # Demo and tests only: a browser on the loopback is the emulated LAN's
+        # "this browser" device (appliance/gateway/dryrun.py). Never with the kernel.
+        from appliance.gateway.dryrun import portal_peer
+
+        return portal_peer(_config(), addr)
+    return addr
 
 
 def gateway(cmd: str, **args: Any) -> dict[str, Any]:

@@ -139,6 +139,15 @@ class Topology:
     def nft(self) -> NftRunner:
         return NftRunner(("ip", "netns", "exec", self.gw, "nft"))
 
+    def neighbours(self):
+        """gw's neighbour table (lookups and pins), never the host's."""
+        import ipaddress
+
+        from appliance.gateway.neighbours import NeighbourLookup
+
+        return NeighbourLookup("br0", ipaddress.IPv4Network(f"{LAN_PREFIX}.0/24"),
+                               ("ip", "-n", self.gw))
+
     def _netns(self, name: str) -> str:
         run("ip", "netns", "add", name)
         self.namespaces.append(name)
@@ -269,3 +278,39 @@ class Topology:
             run("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()
         time.sleep(0)
+
+
+def socket_in_netns(ns: str):
+    """A socket factory for `ArpProber`: the packet socket is opened inside namespace `ns`
+    (a helper thread enters it with setns(2); the socket stays there after the thread)."""
+    import ctypes
+    import threading
+
+    from appliance.gateway.presence import _packet_socket
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet = 0x40000000
+
+    def factory(lan: str):
+        box: dict = {}
+
+        def enter() -> None:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, clone_newnet) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+                box["sock"] = _packet_socket(lan)
+            except OSError as exc:
+                box["error"] = exc
+            finally:
+                os.close(fd)
+
+        t = threading.Thread(target=enter, name="netns-socket")
+        t.start()
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["sock"]
+
+    return factory

@@ -22,6 +22,7 @@ import pytest
 from appliance import config as config_mod
 from appliance.gateway import dnsmasq
 from appliance.gateway.neighbours import NeighbourLookup
+from appliance.gateway.presence import LeaseFile
 from appliance.gateway.service import GatewayService
 from appliance.runtime import init_state
 from tests.conftest import require_root, require_tool, write_site_config
@@ -211,7 +212,8 @@ def test_lease_with_option_114_probe_portal_guest_login_internet(topo, cfg, tmp_
     assert portal.stdout is not None and portal.stdout.readline().strip() == "ready"
     net = ipaddress.IPv4Interface(cfg.gateway.lan_address).network
     svc = GatewayService(
-        cfg, topo.nft(), neighbours=NeighbourLookup("br0", net, ("ip", "-n", gw))
+        cfg, topo.nft(), neighbours=NeighbourLookup("br0", net, ("ip", "-n", gw)),
+        leases=LeaseFile(leases),
     ).start(loop=False)
     client = _bare_client(topo)
     netns_etc = Path("/etc/netns") / client.ns
@@ -266,6 +268,12 @@ def test_lease_with_option_114_probe_portal_guest_login_internet(topo, cfg, tmp_
         assert [(d["mac"], d["ip"], d["kind"]) for d in status["devices"]] == [
             (DHCP_MAC, ip, "guest")
         ]
+        # The gateway learnt the device from the lease file dnsmasq wrote: MAC, IP, and
+        # whatever name dnsmasq kept, as data (never a command, never a config line).
+        learnt = LeaseFile(leases).current()
+        assert str(learnt[DHCP_MAC].ip) == ip
+        assert status["devices"][0]["hostname"] == learnt[DHCP_MAC].hostname
+        assert svc.check_presence() == [] and svc.metrics.leases._value.get() == 1
         # The hostile hostname changed nothing: same config, the table intact.
         assert conf.read_text() == conf_text
         assert not Path("/tmp/pwned").exists()

@@ -71,3 +71,33 @@ def test_pick_mac_from_neighbour_entries():
     for ip in ("10.42.0.11", "10.42.0.13", "10.42.0.14", "10.42.0.15", "10.42.0.99"):
         assert pick_mac(entries, ip) is None, ip
     assert pick_mac({"not": "a list"}, "10.42.0.12") is None
+
+
+def test_portal_url_name_in_option_114_and_resolved_to_the_box():
+    cfg = _cfg(portal_url="http://Wifi.Telecentre-Test.fr/")
+    assert cfg.gateway.portal_url == "http://wifi.telecentre-test.fr/"
+    lines = dnsmasq.render(cfg).splitlines()
+    assert 'dhcp-option=114,"http://wifi.telecentre-test.fr/api/captive"' in lines
+    assert "address=/wifi.telecentre-test.fr/10.42.0.1" in lines
+    assert dnsmasq.portal_base_url(cfg) == "http://wifi.telecentre-test.fr/"
+    assert not any(x.startswith("address=") for x in dnsmasq.render(_cfg()).splitlines())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://wifi.telecentre.fr/",  # TLS is not served by the portal (yet)
+        "http://10.42.0.1/",
+        "http://wifi/",
+        "http://wifi.telecentre.fr/portal",
+        "http://wifi.telecentre.fr:8080/",
+        "http://wifi.telecentre.fr/\naddress=/#/6.6.6.6",
+        "http://-bad.fr/",
+        "http://wifí.fr/",
+        "ftp://wifi.telecentre.fr/",
+        42,
+    ],
+)
+def test_portal_url_refused_with_the_key(value):
+    with pytest.raises(config_mod.ConfigError, match="'gateway.portal_url'"):
+        _cfg(portal_url=value)

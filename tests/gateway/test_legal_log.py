@@ -42,6 +42,9 @@ class FakeNft:
     def read_quotas(self) -> dict:
         return {}
 
+    def list_table(self) -> None:  # no table: no quota or device counter to read
+        return None
+
 
 def _session(conn, kind: str, owner: int, mac: str, start: float, end: float | None) -> None:
     conn.execute(

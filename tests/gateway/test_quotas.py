@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from appliance.gateway import quotas as qm
+from appliance.gateway import ruleset as rs
 from appliance.gateway.ruleset import Owner, QuotaReading
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -100,3 +101,21 @@ def test_owner_class():
     assert qm.owner_class(M) == "member"
     assert qm.owner_class(V) == "guest"
     assert qm.owner_class(Owner("guest", 1)) == "guest"
+
+
+def test_session_bytes_restored_from_the_fresher_side_per_direction():
+    stored = rs.DeviceBytes(up=500, down=9_000)
+    # Restart: the kernel kept counting past the last save.
+    assert qm.restore_counted(stored, rs.DeviceBytes(700, 12_000)) == rs.DeviceBytes(700, 12_000)
+    # Reboot: no kernel counter, the database is what is left.
+    assert qm.restore_counted(stored, None) == stored
+    # Never backwards, direction by direction.
+    assert qm.restore_counted(stored, rs.DeviceBytes(400, 10_000)) == rs.DeviceBytes(500, 10_000)
+
+
+def test_rate_from_two_readings():
+    a = qm.RateSample(100.0, rs.DeviceBytes(up=0, down=1_000_000))
+    b = qm.RateSample(102.0, rs.DeviceBytes(up=250_000, down=3_500_000))
+    assert qm.rate_bps(a, b) == (10_000_000, 1_000_000)
+    assert qm.rate_bps(a, qm.RateSample(100.5, b.counted)) is None  # too close
+    assert qm.rate_bps(b, qm.RateSample(110.0, a.counted)) is None  # a new session's counter

@@ -134,7 +134,101 @@ def test_user_text_never_reaches_a_name():
         for obj in c.values()
         for kind in obj
     }
-    assert names == {"allowed4", "up4", "down4", "q_m12", "o_m12", None}
+    assert names == {"allowed4", "up4", "down4", "upc4", "downc4", "prio4", "cu_aabbccddee01",
+                     "cd_aabbccddee01", "q_m12", "o_m12", None}
+
+
+def test_priority_names_the_client_s_htb_leaf_both_ways():
+    """The class id is the address's low 12 bits, the same number shaping.py uses."""
+    ip = ipaddress.IPv4Address("10.42.0.11")
+    assert rs.client_id(ip) == 11 and rs.class_id(ip) == "1:100b"
+    assert rs.class_id(ipaddress.IPv4Address("10.42.7.254")) == "1:17fe"  # in a /20
+    with pytest.raises(ValueError):
+        rs.client_id(ipaddress.IPv4Address("10.42.16.0"))
+    with pytest.raises(ValueError):  # bigger than a /20: two clients could share an id
+        rs.Network("br-lan", "eth0", ipaddress.IPv4Interface("10.42.0.1/19"))
+    d = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.11", M)
+    elems = {e["name"]: e["elem"] for e in _objects(rs.device_commands(d), "element")}
+    assert elems["prio4"] == [["10.42.0.11", "1:100b"]]
+    assert {"delete": {"element": {"family": "inet", "table": "telecentre", "name": "prio4",
+                                   "elem": ["10.42.0.11"]}}} in rs.remove_device_commands(d)
+    rules: dict[str, list] = {}
+    for r in _objects(rs.table_commands(NET), "rule"):
+        rules.setdefault(r["chain"], []).append(r["expr"])
+    for chain, field in (("from_lan", "saddr"), ("to_lan", "daddr")):
+        (i,) = [i for i, e in enumerate(rules[chain]) if "mangle" in e[0]]
+        assert rules[chain][i] == [{"mangle": {
+            "key": {"meta": {"key": "priority"}},
+            "value": {"map": {"key": {"payload": {"protocol": "ip", "field": field}},
+                              "data": "@prio4"}}}}]
+        # Set before the verdict map sends the packet to its owner's chain (a goto).
+        assert i < [j for j, e in enumerate(rules[chain]) if "vmap" in e[-1]][0]
+
+
+def test_device_counters_start_at_the_session_bytes_and_go_with_the_device():
+    d = rs.Device.parse("AA-BB-CC-DD-EE-01", "10.42.0.10", M)
+    cmds = rs.device_commands(d, rs.DeviceBytes(up=1_234, down=56_789))
+    counters = {c["name"]: c for c in _objects(cmds, "counter")}
+    assert counters == {
+        "cu_aabbccddee01": {"family": "inet", "table": "telecentre", "name": "cu_aabbccddee01",
+                            "packets": 0, "bytes": 1_234},
+        "cd_aabbccddee01": {"family": "inet", "table": "telecentre", "name": "cd_aabbccddee01",
+                            "packets": 0, "bytes": 56_789},
+    }
+    elems = {e["name"]: e["elem"] for e in _objects(cmds, "element")}
+    assert elems["upc4"] == [[{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}, "cu_aabbccddee01"]]
+    assert elems["downc4"] == [["10.42.0.10", "cd_aabbccddee01"]]
+    # Counters are created before the elements that name them, and a new device's start at 0.
+    kinds = [next(iter(c["add"])) for c in cmds]
+    assert kinds.index("counter") < kinds.index("element")
+    fresh = {c["name"]: c["bytes"] for c in _objects(rs.device_commands(d), "counter")}
+    assert fresh == {"cu_aabbccddee01": 0, "cd_aabbccddee01": 0}
+    # Removal: elements first (a counter a map still names cannot go), then the counters.
+    removed = [(next(iter(c["delete"])), c["delete"][next(iter(c["delete"]))]["name"])
+               for c in rs.remove_device_commands(d)]
+    assert removed.index(("element", "upc4")) < removed.index(("counter", "cu_aabbccddee01"))
+    assert ("counter", "cd_aabbccddee01") in removed
+    with pytest.raises(ValueError):
+        rs.DeviceBytes(up=-1)
+
+
+def test_counting_rules_sit_before_the_verdict_maps():
+    rules: dict[str, list] = {}
+    for r in _objects(rs.table_commands(NET), "rule"):
+        rules.setdefault(r["chain"], []).append(r["expr"])
+    up = [i for i, e in enumerate(rules["from_lan"]) if "counter" in e[0]]
+    vmap = [i for i, e in enumerate(rules["from_lan"]) if "vmap" in e[-1]]
+    blocked = [i for i, e in enumerate(rules["from_lan"]) if "@blocked4" in json.dumps(e)]
+    assert len(up) == 1 and blocked[0] < up[0] < vmap[0]
+    assert rules["from_lan"][up[0]] == [{"counter": {"map": {
+        "key": {"concat": [{"payload": {"protocol": "ether", "field": "saddr"}},
+                           {"payload": {"protocol": "ip", "field": "saddr"}}]},
+        "data": "@upc4"}}}]
+    down = [i for i, e in enumerate(rules["to_lan"]) if "counter" in e[0]]
+    assert len(down) == 1 and down[0] < len(rules["to_lan"]) - 2
+    assert rules["to_lan"][down[0]] == [{"counter": {"map": {
+        "key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@downc4"}}}]
+
+
+def test_parse_device_bytes_ignores_foreign_objects():
+    def counter(name, n, table="telecentre"):
+        return {"counter": {"family": "inet", "table": table, "name": name, "packets": 1,
+                            "bytes": n}}
+
+    listing = [
+        {"metainfo": {}},
+        counter("cu_aabbccddee01", 10),
+        counter("cd_aabbccddee01", 2_000),
+        counter("cd_020000000002", 5),
+        counter("cu_aabbccddee03", 7, table="other"),
+        counter("cu_nothex000000", 1),
+        counter("cu_aabbcc", 1),
+        {"quota": {"family": "inet", "table": "telecentre", "name": "q_m12", "bytes": 9}},
+    ]
+    assert rs.parse_device_bytes(listing) == {
+        "aa:bb:cc:dd:ee:01": rs.DeviceBytes(10, 2_000),
+        "02:00:00:00:00:02": rs.DeviceBytes(0, 5),
+    }
 
 
 def test_bindings_checked():

@@ -52,7 +52,9 @@ NOON = dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 def test_member_devices_share_a_quota_restored_after_restart_and_reboot(topo, cfg):
     c1, c2 = topo.clients
     clock = Clock(NOON)
-    svc = GatewayService(cfg, topo.nft(), wall=clock).start(loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=clock, neighbours=topo.neighbours()
+    ).start(loop=False)
     try:
         assert topo.who(c1, SERVER, 80) == "portal"
         ipc.call(cfg.gateway_socket, "authorize", kind="member", owner_id=5, mac=c1.mac, ip=c1.ip)
@@ -71,7 +73,9 @@ def test_member_devices_share_a_quota_restored_after_restart_and_reboot(topo, cf
         svc.stop()
 
     # Service restart: the table stayed; the kernel's count is taken, devices still work.
-    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=clock, neighbours=topo.neighbours()
+    ).start(socket=False, loop=False)
     try:
         assert svc.ledgers[rs.Owner("member", 5)].used_bytes == used
         assert topo.who(c1, SERVER, 5001) == "wan"
@@ -83,7 +87,9 @@ def test_member_devices_share_a_quota_restored_after_restart_and_reboot(topo, cf
     # Reboot: no table at all. The stored count comes back exactly through `used`.
     topo.nft().delete_tables()
     assert topo.nft().read_quotas() == {}
-    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=clock, neighbours=topo.neighbours()
+    ).start(socket=False, loop=False)
     try:
         assert topo.nft().read_quotas()[rs.Owner("member", 5)].used_bytes == used
         left = 2_000_000 - used
@@ -99,7 +105,9 @@ def test_member_devices_share_a_quota_restored_after_restart_and_reboot(topo, cf
 def test_midnight_reset_guest_by_mac_kick_and_extend(topo, cfg):
     c1, _ = topo.clients
     clock = Clock(NOON)
-    svc = GatewayService(cfg, topo.nft(), wall=clock).start(socket=False, loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=clock, neighbours=topo.neighbours()
+    ).start(socket=False, loop=False)
     try:
         owner = svc.guest_owner(c1.mac)
         assert svc.guest_owner(c1.mac.upper()) == owner  # one guest id per device
@@ -136,7 +144,9 @@ def test_midnight_reset_guest_by_mac_kick_and_extend(topo, cfg):
 
 def test_metrics_have_no_personal_labels(topo, cfg):
     c1, _ = topo.clients
-    svc = GatewayService(cfg, topo.nft(), wall=Clock(NOON)).start(socket=False, loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=Clock(NOON), neighbours=topo.neighbours()
+    ).start(socket=False, loop=False)
     try:
         svc.authorize(rs.Owner("member", 5), c1.mac, c1.ip)
         topo.fetch(c1, SERVER, 5001, "100000", idle=2)
@@ -145,15 +155,20 @@ def test_metrics_have_no_personal_labels(topo, cfg):
         values = {
             v for fam in svc.registry.collect() for s in fam.samples for v in s.labels.values()
         }
-        assert labels <= {"class", "result"}
+        assert labels <= {"class", "result", "reason", "direction"}
+        reasons = {s.labels["reason"] for fam in svc.registry.collect() for s in fam.samples
+                   if "reason" in s.labels}
+        assert reasons == {"left", "expired"}  # why a session ended, never whose
         assert not any(c1.mac in v or c1.ip in v for v in values)
-        assert svc.metrics.bytes.labels("member")._value.get() >= 100_000
+        assert svc.metrics.bytes.labels("member", "down")._value.get() >= 100_000
     finally:
         svc.stop()
 
 
 def test_bad_commands_are_refused(topo, cfg):
-    svc = GatewayService(cfg, topo.nft(), wall=Clock(NOON)).start(loop=False)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=Clock(NOON), neighbours=topo.neighbours()
+    ).start(loop=False)
     try:
         for args in (
             {"kind": "member", "owner_id": 1, "mac": "nope", "ip": "10.42.0.50"},

@@ -7,9 +7,10 @@ import stat
 
 import pytest
 
+from appliance.gateway import ruleset as rs
 from appliance.gateway import shaping as sh
 
-LINE = sh.Line("br-lan", "ifb-tc", 30_000, 1_000, ipaddress.IPv4Network("10.42.0.0/24"))
+LINE = sh.Line("br-lan", "eth0", 30_000, 1_000, ipaddress.IPv4Network("10.42.0.0/24"))
 IP = ipaddress.IPv4Address("10.42.0.11")
 
 
@@ -25,7 +26,7 @@ def test_root_tree_guest_share_and_borrowing_on_both_sides():
     cmds = sh.root_commands(LINE)
     for dev, line_kbit, guest, member in (
         ("br-lan", 30_000, 12_000, 18_000),
-        ("ifb-tc", 1_000, 400, 600),
+        ("eth0", 1_000, 400, 600),
     ):
         classes = {_opt(c, "classid"): c for c in _find(cmds, "class", "replace", "dev", dev)}
         assert _opt(classes["1:1"], "rate") == _opt(classes["1:1"], "ceil") == f"{line_kbit}kbit"
@@ -34,20 +35,25 @@ def test_root_tree_guest_share_and_borrowing_on_both_sides():
         assert _opt(classes["1:10"], "rate") == f"{member}kbit"
         assert _opt(classes["1:20"], "ceil") == _opt(classes["1:10"], "ceil") == f"{line_kbit}kbit"
         assert _opt(classes["1:20"], "parent") == _opt(classes["1:10"], "parent") == "1:1"
-        # The box's own traffic is not the line's.
-        assert _opt(classes["1:2"], "parent") == "1:"
-    # Upload: everything IPv4 arriving on the LAN goes through the ifb.
-    (redirect,) = _find(cmds, "filter", "add", "dev", "br-lan", "parent", "ffff:")
-    assert redirect[-4:] == ["egress", "redirect", "dev", "ifb-tc"]
-    hashes = [c for c in cmds if "hashkey" in c]
-    assert [(_opt(c, "dev"), c[c.index("match") + 2], _opt(c, "at")) for c in hashes] == [
-        ("br-lan", "dst", "16"),
-        ("ifb-tc", "src", "12"),
-    ]
+    # The box's own traffic: on the LAN not the line's; on the WAN the line's (a floor,
+    # and it borrows up to the line like the groups).
+    lan_box, wan_box = (
+        {_opt(c, "classid"): c for c in _find(cmds, "class", "replace", "dev", d)}["1:2"]
+        for d in ("br-lan", "eth0")
+    )
+    assert _opt(lan_box, "parent") == "1:"
+    assert (_opt(wan_box, "parent"), _opt(wan_box, "rate"), _opt(wan_box, "ceil")) == (
+        "1:1", "20kbit", "1000kbit")
+    # Unclassified packets go to the box's class; no filter, no ingress, no ifb: the
+    # ruleset's priority names each client's leaf.
+    for root in _find(cmds, "qdisc", "replace"):
+        assert root[-2:] == ["default", "2"]
+    assert not [c for c in cmds if c[0] == "filter" or "ingress" in c or "ifb" in " ".join(c)]
+    assert {c[3] for c in cmds} == {"br-lan", "eth0"}
 
 
 def test_other_guest_share():
-    line = sh.Line("br-lan", "ifb-tc", 10_000, 1_000, LINE.lan_network, guest_share=0.25)
+    line = sh.Line("br-lan", "eth0", 10_000, 1_000, LINE.lan_network, guest_share=0.25)
     classes = {_opt(c, "classid"): c for c in _find(sh.root_commands(line), "class", "replace",
                                                      "dev", "br-lan")}
     assert _opt(classes["1:20"], "rate") == "2500kbit"
@@ -57,20 +63,13 @@ def test_other_guest_share():
 def test_client_classes_caps_and_rules():
     c = sh.ClientClass(5, IP, "guest", down_kbit=5_000, up_kbit=500)
     cmds = sh.client_commands(LINE, c, "cake")
-    down, up = (_find(cmds, "class", "replace", "dev", d)[0] for d in ("br-lan", "ifb-tc"))
+    down, up = (_find(cmds, "class", "replace", "dev", d)[0] for d in ("br-lan", "eth0"))
     assert _opt(down, "classid") == _opt(up, "classid") == "1:1005"
     assert _opt(down, "parent") == "1:20"
     assert (_opt(down, "ceil"), _opt(up, "ceil")) == ("5000kbit", "500kbit")
     qd = _find(cmds, "qdisc", "replace", "dev", "br-lan")[0]
     assert qd[qd.index("handle") + 1 :] == ["1005:", "cake", "unlimited", "besteffort", "flows"]
-    rules = _find(cmds, "filter", "replace")
-    # Hashed on the address's last byte (11 = 0xb), node = the client's id.
-    assert [_opt(r, "handle") for r in rules] == ["2:b:5", "2:b:5"]
-    assert [(r[r.index("match") + 2], r[r.index("match") + 3]) for r in rules] == [
-        ("dst", "10.42.0.11/32"),
-        ("src", "10.42.0.11/32"),
-    ]
-    assert all(_opt(r, "flowid") == "1:1005" for r in rules)
+    assert not _find(cmds, "filter")  # classified by the priority the ruleset sets
 
 
 def test_uncapped_client_gets_the_line_and_caps_never_exceed_it():
@@ -99,17 +98,11 @@ def test_every_leaf_of_a_group_has_the_same_floor_and_quantum():
     assert floor * sh.MAX_PER_GROUP <= 18_000
 
 
-def test_remove_deletes_rule_then_class_on_both_sides():
-    c = sh.ClientClass(300, ipaddress.IPv4Address("10.42.0.200"), "member")
+def test_remove_deletes_the_class_on_both_sides():
+    c = sh.ClientClass(300, ipaddress.IPv4Address("10.42.1.44"), "member")
     cmds = sh.remove_client_commands(LINE, c)
-    assert [x[:2] + [x[3]] for x in cmds] == [
-        ["filter", "del", "br-lan"],
-        ["class", "del", "br-lan"],
-        ["filter", "del", "ifb-tc"],
-        ["class", "del", "ifb-tc"],
-    ]
-    assert _opt(cmds[0], "handle") == "2:c8:12c"
-    assert _opt(cmds[1], "classid") == "1:112c"
+    assert cmds == [["class", "del", "dev", "br-lan", "classid", "1:112c"],
+                    ["class", "del", "dev", "eth0", "classid", "1:112c"]]
 
 
 def test_setup_refuses_duplicates_and_bad_values():
@@ -123,7 +116,8 @@ def test_setup_refuses_duplicates_and_bad_values():
                {"down_kbit": 0}, {"ip": "10.42.0.11"}):
         with pytest.raises(ValueError):
             sh.ClientClass(**{"id": 1, "ip": IP, "group": "member", **kw})
-    for kw in ({"lan": "br lan"}, {"ifb": "br-lan"}, {"down_kbit": 1}, {"guest_share": 1.0}):
+    for kw in ({"lan": "br lan"}, {"wan": "br-lan"}, {"down_kbit": 1}, {"guest_share": 1.0},
+               {"lan_network": ipaddress.IPv4Network("10.0.0.0/16")}):
         with pytest.raises(ValueError):
             sh.Line(**{**LINE.__dict__, **kw})
     with pytest.raises(ValueError):
@@ -144,7 +138,7 @@ def test_whole_setup_is_only_safe_tokens():
         for i in range(1, 201)
     ]
     text = sh.batch_text(sh.setup_commands(LINE, clients, "cake"))
-    assert text.count("\n") == len(sh.root_commands(LINE)) + 200 * 6
+    assert text.count("\n") == len(sh.root_commands(LINE)) + 200 * 4
 
 
 def _fake_tc(tmp_path, fail_on: str = ""):
@@ -163,7 +157,7 @@ def _fake_tc(tmp_path, fail_on: str = ""):
 def test_runner_uses_one_batch_and_probes_the_best_leaf(tmp_path):
     tc, log = _fake_tc(tmp_path, fail_on="cake")
     runner = sh.TcRunner((str(tc),), ("true",))
-    assert runner.probe_leaf("ifb-tc") == "fq_codel"
+    assert runner.probe_leaf("eth0") == "fq_codel"
     runner.batch([["qdisc", "del", "dev", "br0", "root"], ["class", "del", "dev", "br0",
                                                            "classid", "1:1001"]])
     lines = log.read_text().splitlines()
@@ -182,22 +176,42 @@ class _Recorder(sh.TcRunner):
     def batch(self, commands, *, force=False):
         self.batches.append([list(c) for c in commands])
 
-    def ensure_ifb(self, name):
-        pass
-
     def probe_leaf(self, dev):
         return "pfifo"
 
 
-def test_shaper_keeps_ids_per_ip_and_reuses_freed_ones():
+def test_shaper_ids_are_the_ruleset_s_class_ids():
     rec = _Recorder()
     shaper = sh.Shaper(LINE, rec)
     a, b = IP, ipaddress.IPv4Address("10.42.0.12")
     shaper.setup([(a, "member", None, None)])
-    assert shaper.add(b, "guest", 5_000, 500).id == 2
-    assert shaper.add(b, "guest", 4_000, 500).id == 2  # same client, same id
+    assert rec.batches[0] == sh.teardown_commands(LINE)
+    client = shaper.add(b, "guest", 5_000, 500)
+    assert client.id == 12 and f"1:{client.minor:x}" == rs.class_id(b)
+    assert shaper.add(b, "guest", 4_000, 500).id == 12  # same client, same id
     # Moving group: htb cannot re-parent a class, so the old one goes first.
-    moved = rec.batches[-1] if shaper.add(b, "member", None, None) else None
-    assert moved is not None and moved[0][:2] == ["filter", "del"]
+    shaper.add(b, "member", None, None)
+    moved = rec.batches[-1]
+    assert moved[0] == ["class", "del", "dev", "br-lan", "classid", "1:100c"]
+    assert _opt(moved[2], "parent") == "1:10"
     assert shaper.remove(a) and not shaper.remove(a)
-    assert shaper.add(ipaddress.IPv4Address("10.42.0.13"), "guest", None, None).id == 1
+    with pytest.raises(ValueError):
+        shaper.add(ipaddress.IPv4Address("192.168.1.5"), "guest", None, None)
+
+
+def test_every_class_has_a_bucket_that_holds_a_millisecond_of_its_rate():
+    """tc's default burst wraps to 0 bytes from about 4 Gbit/s (32-bit arithmetic), and
+    is one frame at the Pi's rates: every class gets an explicit burst and cburst."""
+    assert sh.burst_bytes(30_000) == 3_750
+    assert sh.burst_bytes(8) == 2 * sh.QUANTUM
+    assert sh.burst_bytes(10_000_000) == 1_250_000
+    big = sh.Line("br-lan", "eth0", 100_000_000, 100_000_000, LINE.lan_network)
+    cmds = sh.setup_commands(big, [sh.ClientClass(1, IP, "member")], "pfifo")
+    classes = _find(cmds, "class", "replace")
+    assert len(classes) == 2 * 5
+    for c in classes:
+        rate, ceil = (int(_opt(c, k).removesuffix("kbit")) for k in ("rate", "ceil"))
+        assert _opt(c, "burst") == f"{sh.burst_bytes(rate)}b"
+        assert _opt(c, "cburst") == f"{sh.burst_bytes(ceil)}b"
+        assert _opt(c, "quantum") == str(sh.QUANTUM)
+    sh.batch_text(cmds)  # every token is still a safe one

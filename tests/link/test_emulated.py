@@ -162,7 +162,7 @@ def test_pinger_and_dns_probe_behave_like_the_real_ones():
     pinger = line.pinger()
     got = pinger.ping([line.gateway, *ANCHORS], timeout=1.0)
     assert {k: v[:2] for k, v in got.items()} == {k: (1, 1) for k in got}
-    assert pinger.bytes == 3 * 2 * 36
+    assert pinger.bytes == 3 * 2 * 28  # echoes without payload: 20 + 8 IP bytes each
     line.break_("upstream")
     before = t.mono
     got = pinger.ping([line.gateway, *ANCHORS], timeout=1.0)
@@ -175,6 +175,34 @@ def test_pinger_and_dns_probe_behave_like_the_real_ones():
     line.configure(up_mbps=0.1)
     line.set_load("upload")  # 2.5 s of queue: the answer comes after the timeout
     assert dns.resolve(line.resolver, "wikipedia.org", 1.0) is None
+
+
+def test_the_box_is_echoed_every_other_round_and_whenever_nothing_beyond_answers():
+    from appliance.link.outage import localize
+    from appliance.link.probes import Prober, box_works
+    from appliance.link.service import to_round
+
+    line = make_line(FakeTime(), loss=0)
+    prober = Prober(anchors=ANCHORS, dns_names=("wikipedia.org",), timeout=0.5,
+                    gateway=line.gateway, isp_hop=line.isp_hop, resolver=line.resolver,
+                    traceroute=line.traceroute, pinger=line.pinger(), dns=line.dns_probe())
+
+    def box(samples):
+        return [(s.sent, s.received) for s in samples if s.role == "gateway"]
+
+    healthy = [prober.round() for _ in range(4)]
+    assert [box(r) for r in healthy] == [[(1, 1)], [], [(1, 1)], []]
+    # A round without the box's echo: the answers from beyond it prove it works.
+    assert all(box_works(r) and localize(to_round(0, r)) is None for r in healthy)
+    line.break_("access")  # nothing beyond the box answers: the box gets the second echo
+    rounds = [prober.round() for _ in range(4)]
+    assert [box(r) for r in rounds] == [[(1, 1)], [(1, 1)], [(1, 1)], [(1, 1)]]
+    assert all(localize(to_round(0, r)).value == "access" for r in rounds)
+    line.repair()
+    line.break_("box")
+    rounds = [prober.round() for _ in range(4)]
+    assert [box(r) for r in rounds] == [[(2, 0)], [(1, 0)], [(2, 0)], [(1, 0)]]
+    assert all(localize(to_round(0, r)).value == "lan" for r in rounds)
 
 
 def test_command_refuses_bad_input_and_applies_nothing():

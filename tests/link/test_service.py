@@ -128,7 +128,7 @@ def make_service(tmp_path: Path):
         path.write_text(text)
         cfg = config_mod.load(path)
         init_state(cfg)
-        world = World()
+        world = World(T0 + 86400 * len(made))  # a restart comes later than the last run
         world.net_dev = tmp_path / "net_dev"
         world.sleep(0)
         ref: list[LinkService] = []
@@ -331,3 +331,145 @@ def test_metrics_pass_promtool_and_carry_no_addresses(make_service):
                             capture_output=True, timeout=30)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
         result.stdout + result.stderr)
+
+
+def scrape(service: LinkService) -> str:
+    server = serve_metrics(service.registry, "127.0.0.1", 0)
+    try:
+        return urllib.request.urlopen(
+            f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+
+
+def metric_lines(body: str, *names: str) -> dict[str, float]:
+    """`name{labels}` → value for the lines of /metrics whose name is one of `names`."""
+    out = {}
+    for line in body.splitlines():
+        if line.startswith(names) and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+RUN = "telecentre_link_tests_below_half_contract_in_a_row"
+
+
+def test_tests_below_half_contract_in_a_row_counts_completed_tests_only(make_service):
+    backend = FakeBackend()
+    service = make_service(backend)
+
+    def run(down_mbps: float, up_mbps: float, **kw) -> None:
+        backend.down, backend.up = down_mbps * 1e6, up_mbps * 1e6
+        backend.fail = kw.get("fail", False)
+        service.world.wan_rate = kw.get("wan_rate", 0)
+        service.run_test(kw.get("trigger", "admin"))
+        service.world.now += 4 * 3600
+
+    def runs() -> tuple[float, float]:
+        return (sample_value(service, RUN, direction="download"),
+                sample_value(service, RUN, direction="upload"))
+
+    run(27, 0.9)
+    assert runs() == (0, 0)
+    run(12, 0.9)
+    run(14.9, 0.3)
+    assert runs() == (2, 1)
+    # Skipped (busy) and failed tests measured nothing: they neither count nor reset.
+    run(5, 0.1, trigger="schedule", wan_rate=60_000)
+    run(5, 0.1, fail=True)
+    assert runs() == (2, 1)
+    run(3, 0.49)
+    assert runs() == (3, 2)
+    run(15, 0.2)  # exactly half the contract is not under half
+    assert runs() == (0, 3)
+    results = [r[0] for r in service.conn.execute("SELECT result FROM link_tests ORDER BY at")]
+    assert results == ["ok", "ok", "ok", "skipped_busy", "failed", "ok", "ok"]
+    # The database gives the same runs (what a restart restores).
+    assert (store.below_half_in_a_row(service.conn, "download"),
+            store.below_half_in_a_row(service.conn, "upload")) == (0, 3)
+
+
+def test_a_restart_restores_the_last_test_and_the_runs_and_restarts_the_counters(make_service):
+    backend = FakeBackend(down=12e6, up=0.3e6, used=9_000_000)
+    first = make_service(backend)
+    rounds(first, 3)
+    for _ in range(3):
+        assert first.run_test("admin")["result"] == "ok"
+        first.world.now += 3600
+    last_at = first.last_test["at"]
+    first.world.wan_rate = 60_000
+    assert first.run_test("schedule")["result"] == "skipped_busy"  # the latest row
+    before = metric_lines(scrape(first), "telecentre_link_")
+    first.stop()
+
+    second = make_service(FakeBackend())
+    body = scrape(second)
+    after = metric_lines(body, "telecentre_link_")
+    restored = {
+        "telecentre_link_download_bytes_per_second": 12e6 / 8,
+        "telecentre_link_upload_bytes_per_second": 0.3e6 / 8,
+        "telecentre_link_download_contract_ratio": pytest.approx(0.4),
+        "telecentre_link_upload_contract_ratio": pytest.approx(0.3),
+        "telecentre_link_added_delay_seconds": pytest.approx(0.085),
+        "telecentre_link_last_test_timestamp_seconds": last_at,
+        f'{RUN}{{direction="download"}}': 3,
+        f'{RUN}{{direction="upload"}}': 3,
+        # The line was up when the first run stopped: up until this run says otherwise.
+        'telecentre_link_up{layer="lan"}': 1,
+        'telecentre_link_up{layer="dns"}': 1,
+    }
+    for name, value in restored.items():
+        assert before[name] == value, name
+        assert after[name] == value, name
+    # Counters start again from 0: a reset, which Prometheus' rate() and increase() see.
+    assert before['telecentre_link_tests_total{result="ok"}'] == 3
+    assert after['telecentre_link_tests_total{result="ok"}'] == 0
+    assert after["telecentre_link_test_bytes_total"] == 0
+    # The month's budget gauge comes from the database anyway.
+    assert after["telecentre_link_test_budget_used_bytes"] == 27_000_000
+    # `link status` and the panel show the last test (here the skipped one).
+    assert second.status()["last_test"]["result"] == "skipped_busy"
+    assert second.status()["last_test"]["at"] > last_at
+    promtool = require_tool("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
+                           capture_output=True, timeout=30)
+    assert check.returncode == 0 and not (check.stdout + check.stderr).strip()
+
+
+def test_a_restart_keeps_the_line_state_until_new_rounds_decide(make_service):
+    first = make_service()
+    rounds(first, 2)
+    rounds(first, 5, isp_hop=False, anchor=False, dns=False)  # access down at the stop
+    first.stop()
+
+    def layers(service) -> dict[str, float | None]:
+        return {layer: service.registry.get_sample_value("telecentre_link_up",
+                                                         {"layer": layer})
+                for layer in ("lan", "access", "upstream", "dns")}
+
+    second = make_service()
+    down = {"lan": 1, "access": 0, "upstream": 0, "dns": 0}
+    assert layers(second) == down  # before any round: as the first run left it
+    rounds(second, 2)  # the line is back, but two good rounds are no verdict (up_after 3)
+    assert layers(second) == down
+    rounds(second, 1)
+    assert layers(second) == dict.fromkeys(down, 1)
+    # The old outage was closed at the first run's last round; nothing new opened.
+    rows = second.conn.execute("SELECT cause, end FROM link_outages").fetchall()
+    assert [(r["cause"], r["end"] is not None) for r in rows] == [("access", True)]
+    second.stop()
+
+    # Still down after the restart: the held state hands over to the new outage.
+    third = make_service()
+    third.prober.up.update(isp_hop=False, anchor=False, dns=False)
+    assert layers(third)["access"] == 1  # the second run ended with the line up
+    rounds(third, 3, isp_hop=False, anchor=False, dns=False)
+    assert layers(third) == down and third.tracker.cause.value == "access"
+
+
+def test_no_layer_gauge_before_the_first_round_ever(make_service):
+    service = make_service()
+    assert "telecentre_link_up{" not in scrape(service)
+    rounds(service, 1)
+    assert 'telecentre_link_up{layer="lan"} 1.0' in scrape(service)

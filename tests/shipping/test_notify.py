@@ -17,6 +17,7 @@ from appliance import config as config_mod
 from appliance.hardware import board
 from appliance.watchdog import Watchdog, watchdog_interval
 from tests.conftest import write_site_config
+from tests.shipping.units import SYSTEMD_DIR, parse_unit
 
 
 @pytest.fixture
@@ -41,10 +42,35 @@ def collect(sock: socket.socket, until: set[str], timeout: float = 20.0) -> list
     return messages
 
 
+# Runs `python -m appliance ARGS` with only the socket families the unit allows, as
+# systemd's RestrictAddressFamilies= does (EAFNOSUPPORT): a module that opens a netlink
+# socket at import (scapy does) would stop the door or the panel at start on the appliance.
+RESTRICTED = """
+import errno, runpy, socket, sys
+allowed = {getattr(socket, name) for name in sys.argv.pop(1).split()}
+class Restricted(socket.socket):
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        if fileno is None and (socket.AF_INET if family == -1 else family) not in allowed:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        super().__init__(family, type, proto, fileno)
+socket.socket = Restricted
+sys.argv[0] = "appliance"
+runpy.run_module("appliance", run_name="__main__", alter_sys=True)
+"""
+
+
+def appliance_argv(unit_name: str, *args: str) -> list[str]:
+    """`python -m appliance ARGS` under the unit's RestrictAddressFamilies=."""
+    unit = parse_unit((SYSTEMD_DIR / unit_name).read_text())
+    families = " ".join(unit["Service"]["RestrictAddressFamilies"])
+    assert families, unit_name
+    return [sys.executable, "-c", RESTRICTED, families, *args]
+
+
 def start(cfg_path: Path, command: str, notify_path: Path, **env: str) -> subprocess.Popen:
     environ = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **env}
     return subprocess.Popen(
-        [sys.executable, "-m", "appliance", "--config", str(cfg_path), command],
+        appliance_argv(f"telecentre-{command}.service", "--config", str(cfg_path), command),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ,
         start_new_session=True,
     )
@@ -104,7 +130,7 @@ def test_relock_drives_the_lock_pin_to_its_locked_level(tmp_path, door, locked_l
     cfg = config_mod.load(cfg_path)
     board.force_level(cfg.board_path, "lock", not locked_level, by="test")  # left unlocked
     result = subprocess.run(
-        [sys.executable, "-m", "appliance", "--config", str(cfg_path), "door", "--relock"],
+        appliance_argv("telecentre-door.service", "--config", str(cfg_path), "door", "--relock"),
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -144,3 +170,15 @@ def test_the_watchdog_pings_only_while_the_probe_passes():
 
     assert not Watchdog(broken, 60, notify=sent.append).check()
     assert sent == ["WATCHDOG=1"]
+
+
+def test_the_address_family_restriction_catches_a_netlink_socket_at_import(tmp_path):
+    """Control: under the door's families, importing scapy (netlink at import) fails, as it
+    did on the appliance before the probes imported it lazily."""
+    script = tmp_path / "imports_scapy.py"
+    script.write_text("import scapy.layers.inet\n")
+    argv = appliance_argv("telecentre-door.service")
+    argv[2] = argv[2].replace('runpy.run_module("appliance", run_name="__main__", alter_sys=True)',
+                              f"runpy.run_path({str(script)!r})")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Address family not supported" in result.stderr

@@ -210,11 +210,11 @@ def test_python_services_notify_are_watched_restarted_within_limits(service):
     assert value(u, "NoNewPrivileges") == "yes" and value(u, "ProtectSystem") == "strict"
     assert "telecentre.target" in words(u, "Install", "WantedBy")
     assert "telecentre.target" in words(u, "Unit", "PartOf")
-    program, command = value(u, "ExecStart").split()[:2]
-    assert program == VENV_BIN and command == service
-    commands = build_parser()._subparsers._group_actions[0].choices
-    if command not in commands:
-        pytest.skip(f"`telecentre {command}` is not written yet")
+    program, *argv = value(u, "ExecStart").split()
+    assert program == VENV_BIN and argv[0] == service
+    # The whole command line parses: argparse exits 2 on a missing sub-command, which the
+    # unit takes for a configuration error and never restarts (`telecentre link` did).
+    build_parser().parse_args(argv)
 
 
 def test_the_door_relocks_after_any_stop_and_keeps_its_guardian():
