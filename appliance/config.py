@@ -129,7 +129,8 @@ class GatewayConfig:
     lease_minutes: int = 60
     upstream_dns: tuple[str, ...] = ()
     # Sharing the line (appliance/gateway/shaping.py): the line's speeds, the guests'
-    # share while members are busy, the ifb device that upload is shaped on.
+    # share while members are busy. `upload_ifb` is no longer used (upload is shaped on
+    # the WAN interface since session 4 of issue 5); still read so older configs load.
     shaping: bool = True
     line_down_mbit: float = 30.0
     line_up_mbit: float = 1.0
@@ -425,12 +426,14 @@ def _gateway(r: _Reader) -> GatewayConfig:
     address = r.string("lan_address", d.lan_address, maxlen=18)
     try:
         iface = ipaddress.IPv4Interface(address)
-        if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address,
-                                                       iface.network.broadcast_address):
+        # At most a /20: a client's shaping class id is its address's low 12 bits.
+        if not 20 <= iface.network.prefixlen <= 30 or iface.ip in (
+                iface.network.network_address,
+                iface.network.broadcast_address):
             raise ValueError
     except ValueError:
-        raise r.fail("lan_address", address, 'the box\'s LAN address and prefix, "10.42.0.1/24"'
-                     ) from None
+        raise r.fail("lan_address", address, 'the box\'s LAN address and prefix (/20 to /30), '
+                     '"10.42.0.1/24"') from None
     blocked = _texts(r, "blocked_networks", d.blocked_networks,
                      'a list of IPv4 networks like ["192.168.0.0/16"]')
     for i, net in enumerate(blocked):

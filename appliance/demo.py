@@ -288,8 +288,10 @@ def run(base_dir: Path, web_host: str, web_port: int) -> int:
     try:
         demo.start()
     except OSError as exc:
+        demo.stop()  # what had started already
         if "Address already in use" in str(exc) or getattr(exc, "errno", None) == 98:
-            print(f"Port {web_port} is busy: run `make demo PORT=8081` (or another port).")
+            ports = f"{web_port} or {demo.portal_port} (the captive portal)"
+            print(f"Port {ports} is busy: run `make demo PORT=8081` (or another port).")
             return 2
         raise
     print(banner(demo), flush=True)

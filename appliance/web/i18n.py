@@ -654,7 +654,7 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "wifi.class": {"fr": "Type", "en": "Class"},
     "wifi.who": {"fr": "Qui", "en": "Who"},
-    "wifi.device": {"fr": "Appareil (MAC, IP)", "en": "Device (MAC, IP)"},
+    "wifi.device": {"fr": "Appareil (nom, MAC, IP)", "en": "Device (name, MAC, IP)"},
     "wifi.usage": {"fr": "Volume du jour", "en": "Today's volume"},
     "wifi.used_of": {"fr": "{used} sur {limit}", "en": "{used} of {limit}"},
     "wifi.spent": {"fr": "épuisé", "en": "used up"},
@@ -867,6 +867,16 @@ CATALOG: dict[str, dict[str, str]] = {
               "line is saturated: users will notice.",
     },
     "line.test_anyway": {"fr": "Mesurer quand même", "en": "Test anyway"},
+    "line.started": {
+        "fr": "Mesure lancée. Elle dure environ 20 secondes : rechargez la page pour voir "
+              "le résultat.",
+        "en": "Test started. It takes about 20 seconds: reload the page to see the result.",
+    },
+    "line.already_running": {
+        "fr": "Une mesure est déjà en cours : rechargez la page pour voir le résultat.",
+        "en": "A test is already running: reload the page to see the result.",
+    },
+    "line.reload": {"fr": "Recharger la page", "en": "Reload the page"},
     "line.staff": {"fr": "Seul un administrateur peut lancer une mesure.",
                    "en": "Only an administrator can start a test."},
     "line.warning.title": {"fr": "Une mesure maintenant n'est pas conseillée :",

@@ -16,7 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, g, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from appliance import db
 from appliance.link import report as report_mod
@@ -266,25 +277,55 @@ def api_status() -> Any:
     return jsonify(line_status())
 
 
-@bp.route("/line/test", methods=["POST"])
-@admin_required
-def api_test() -> Any:
-    """Start a test. Without force=1 the service may answer with warnings instead."""
-    force = request.form.get("force") == "1"
+def start_test(force: bool) -> tuple[dict[str, Any], int]:
+    """Ask the link service for a test: one answer for the JSON and the page-level paths.
+
+    Without `force` the service may answer with warnings (monthly budget spent, line
+    busy) instead of starting; an admin then decides, and a forced test runs anyway.
+    """
     try:
         reply = link_call("test", force=force)
     except LinkUnavailable as exc:
-        return jsonify({"started": False, "error": exc.message}), 503
+        return {"started": False, "error": exc.message}, 503
     if not reply.get("ok", True):
-        return jsonify({"started": False,
-                        "error": translate("line.refused", detail=str(reply.get("error"))[:200])})
+        return {"started": False,
+                "error": translate("line.refused", detail=str(reply.get("error"))[:200])}, 200
     warnings = [w for w in reply.get("warnings") or [] if w in WARNINGS]
     if warnings:
-        return jsonify({"started": False, "warnings": [
-            {"code": w, "label": translate(f"line.warning.{w}")} for w in warnings]})
+        return {"started": False, "warnings": [
+            {"code": w, "label": translate(f"line.warning.{w}")} for w in warnings]}, 200
     if reply.get("started") or reply.get("running"):
         log.info("admin account #%d started a line test", g.admin["id"])
-    return jsonify({"started": bool(reply.get("started")), "running": bool(reply.get("running"))})
+    return {"started": bool(reply.get("started")), "running": bool(reply.get("running"))}, 200
+
+
+@bp.route("/line/test", methods=["POST"])
+@admin_required
+def api_test() -> Any:
+    """Start a test (line.js). Without force=1 the service may answer with warnings."""
+    reply, code = start_test(request.form.get("force") == "1")
+    return jsonify(reply), code
+
+
+@bp.route("/line/test/start", methods=["POST"])
+@admin_required
+def test_page() -> Any:
+    """The same start without JavaScript: the form's own action.
+
+    Warnings come on a page of their own with a "test anyway" button (force=1); a
+    started test sends the admin back to the Line page, which shows its progress as of
+    that moment and a link to reload it (no meta refresh, no inline script: CSP).
+    """
+    reply, _code = start_test(request.form.get("force") == "1")
+    if reply.get("warnings"):
+        return render_template("line_confirm.html", warnings=reply["warnings"])
+    if reply.get("error"):
+        flash(reply["error"], "error")
+    elif reply.get("started"):
+        flash(translate("line.started"), "ok")
+    else:
+        flash(translate("line.already_running"), "info")
+    return redirect(url_for("line.page"))
 
 
 # --- the monthly ISP report ---------------------------------------------------------------

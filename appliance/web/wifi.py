@@ -61,6 +61,7 @@ VALID_DAYS = (1, 2, 7, 30)
 LOG_PAGE = 50
 SHEET_SECONDS = 3600
 SHEETS_KEPT = 20
+HOSTNAME_SHOWN = 32  # "iPhone-de-Marie-Claude" fits; a phone's table cell stays narrow
 
 
 class GatewayUnavailable(ServiceUnavailable):
@@ -159,6 +160,19 @@ def _names(conn: sqlite3.Connection, table: str, column: str, ids: set[int]) -> 
     return {int(r[0]): str(r[1]) for r in rows}
 
 
+def hostname_view(value: Any) -> str:
+    """What the device called itself in DHCP, for the admin's eyes only.
+
+    The device chose it: control and format characters (newlines, bidi overrides) go,
+    runs of spaces become one, and it is cut to HOSTNAME_SHOWN characters; Jinja escapes
+    the rest. "" when there is none (the page shows "—"). Never logged.
+    """
+    if not isinstance(value, str):
+        return ""
+    name = " ".join("".join(c if c.isprintable() else " " for c in value[:256]).split())
+    return name if len(name) <= HOSTNAME_SHOWN else name[:HOSTNAME_SHOWN - 1] + "…"
+
+
 def _owner_id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -196,6 +210,7 @@ def devices_view(status: Mapping[str, Any]) -> list[dict[str, Any]]:
             "kind_label": translate(f"wifi.kind.{kind}"),
             "owner_id": oid,
             "who": who,
+            "hostname": hostname_view(d.get("hostname")),
             "mac": clip(d.get("mac"), 17),
             "ip": clip(d.get("ip"), 15),
             "used": fmt_mb(used) if used is not None else translate("common.none"),

@@ -40,7 +40,8 @@ def our_services() -> list[Path]:
 
 
 def our_units() -> list[Path]:
-    return sorted([*our_services(), *SYSTEMD_DIR.glob("telecentre*.target")])
+    return sorted([*our_services(), *SYSTEMD_DIR.glob("telecentre*.target"),
+                   *SYSTEMD_DIR.glob("telecentre*.path")])
 
 
 def drop_ins() -> list[Path]:

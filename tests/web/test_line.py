@@ -52,6 +52,8 @@ class FakeLink:
             self.commands.append(dict(req))
             if self.warnings and not req.get("force"):
                 return {"ok": True, "started": False, "warnings": list(self.warnings)}
+            if self.status["test"] is not None:  # as the service: one test at a time
+                return {"ok": True, "started": False, "running": True}
             self.status["test"] = {"trigger": "admin", "phase": "download",
                                    "phase_at": time.time(), "phase_seconds": 8.0}
             return {"ok": True, "started": True, "running": False}
@@ -140,6 +142,13 @@ def test_service_down_history_still_shown(admin_client: FlaskClient, config: Con
     assert html.count("<svg") == 4
     r = admin_client.post("/line/test", data={"csrf_token": csrf_token(admin_client, "/line")})
     assert r.status_code == 503 and "ne répond pas" in r.get_json()["error"]
+    # without JavaScript: back to the page, the same words as a message
+    r = admin_client.post("/line/test/start",
+                          data={"csrf_token": csrf_token(admin_client, "/line")})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/line")
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert re.search(r'<p class="alert error" role="status">Le moniteur de ligne ne répond pas',
+                     html)
 
 
 def test_panel_reads_the_link_tables_without_writing(admin_client: FlaskClient, config: Config,
@@ -185,7 +194,70 @@ def test_test_now_needs_an_admin_and_a_csrf_token(staff_client: FlaskClient,
     token = csrf_token(staff_client, "/line")
     assert staff_client.post("/line/test", data={"csrf_token": token}).status_code == 403
     assert admin_client.post("/line/test", data={}).status_code == 400
+    for path in ("/line/test/start",):  # the page-level path, the same rules
+        assert staff_client.post(path, data={"csrf_token": token, "force": "1"}).status_code == 403
+        assert admin_client.post(path, data={"force": "1"}).status_code == 400
     assert not [c for c in link.commands if c["cmd"] == "test"]
+
+
+def test_test_now_without_javascript_warns_on_a_page_then_redirects(
+        admin_client: FlaskClient, link: FakeLink) -> None:
+    """The form's own action (no script): HTML pages and a message, never raw JSON."""
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert 'action="/line/test/start" data-api="/line/test"' in html
+    token = csrf_token(admin_client, "/line")
+
+    # the warnings first, on a page of their own; nothing started
+    link.warnings = ["budget"]
+    r = admin_client.post("/line/test/start", data={"csrf_token": token})
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert "le budget de données des mesures est épuisé pour ce mois" in html
+    assert '<input type="hidden" name="force" value="1">' in html
+    assert 'name="csrf_token"' in html and 'href="/line"' in html  # cancel: back, no test
+    assert link.commands[-1] == {"cmd": "test", "force": False}
+    assert "des usagers utilisent la ligne" not in html  # only the warning the service gave
+
+    # an admin's test runs anyway: back to the Line page, a message, the progress
+    r = admin_client.post("/line/test/start", data={"csrf_token": token, "force": "1"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/line")
+    assert link.commands[-1] == {"cmd": "test", "force": True}
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert re.search(r'<p class="alert ok" role="status">Mesure lancée\. Elle dure environ 20 '
+                     r"secondes : rechargez la page pour voir le résultat\.</p>", html)
+    assert '<p id="line-phase">Réception (téléchargement)…</p>' in html
+    assert re.search(r'id="line-test-start"\s+disabled', html)
+    assert '<a href="/line" id="line-reload">Recharger la page</a>' in html
+    # the message was shown once
+    assert "Mesure lancée" not in admin_client.get("/line").get_data(as_text=True)
+
+    # a second press while it runs says so rather than starting another
+    admin_client.post("/line/test/start", data={"csrf_token": token, "force": "1"})
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert "Une mesure est déjà en cours" in html
+    assert len([c for c in link.commands if c["cmd"] == "test"]) == 3
+
+    # reloading after the end shows the result; the button is back
+    link.finish(download_bps=27.3e6, upload_bps=0.92e6, grade="A", backend="iperf3")
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert "27.3 Mbit/s en réception, 0.9 Mbit/s en envoi, latence sous charge A" in html
+    assert not re.search(r'id="line-test-start"\s+disabled', html)
+    assert 'id="line-progress" hidden' in html
+
+
+def test_test_now_without_javascript_in_english(admin_client: FlaskClient,
+                                                link: FakeLink) -> None:
+    admin_client.set_cookie("lang", "en")
+    token = csrf_token(admin_client, "/line")
+    link.warnings = ["busy"]
+    html = admin_client.post("/line/test/start", data={"csrf_token": token}).get_data(
+        as_text=True)
+    assert "A test now is not advised:" in html and "Test anyway" in html
+    assert "members are using the line right now" in html
+    admin_client.post("/line/test/start", data={"csrf_token": token, "force": "1"})
+    html = admin_client.get("/line").get_data(as_text=True)
+    assert "Test started. It takes about 20 seconds: reload the page to see the result." in html
+    assert "Reload the page" in html
 
 
 @pytest.mark.browser
@@ -253,3 +325,50 @@ def test_monthly_report_page_csv_and_print(admin_client: FlaskClient, config: Co
     printable = admin_client.get(f"/line/report/print?month={month}").get_data(as_text=True)
     assert "Monthly line report" in printable and "<nav" not in printable
     assert admin_client.get("/line/report?month=2026-13").status_code == 400
+
+
+@pytest.mark.browser
+def test_browser_test_now_without_javascript(  # noqa: F811  (imported fixtures)
+    live_panel: str, browser, link: FakeLink, config: Config,  # noqa: F811
+) -> None:
+    """Scripts off: the button leads to the warning page, then back with a message."""
+    from playwright import sync_api
+
+    from .conftest import ADMIN
+    from .test_browser import PHONE, sign_in
+
+    expect = sync_api.expect
+    link.warnings = ["budget"]
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE)
+    try:
+        page = context.new_page()
+        sign_in(page, live_panel, *ADMIN)
+        page.click("nav a[href='/line']")
+        expect(page.locator("#line-state")).to_have_text("La ligne fonctionne")
+
+        page.click("#line-test-start")
+        expect(page).to_have_url(live_panel + "line/test/start")
+        expect(page.locator("#line-confirm-warnings li")).to_have_text(
+            ["le budget de données des mesures est épuisé pour ce mois"])
+        assert "{" not in page.locator("main").inner_text()  # a page, not a JSON reply
+        assert not [c for c in link.commands if c["cmd"] == "test" and c.get("force")]
+
+        page.click("#line-confirm-force")
+        expect(page).to_have_url(live_panel + "line")
+        expect(page.locator("main p.alert.ok[role=status]")).to_have_text(
+            "Mesure lancée. Elle dure environ 20 secondes : rechargez la page pour voir "
+            "le résultat.")
+        expect(page.locator("#line-progress")).to_be_visible()
+        expect(page.locator("#line-phase")).to_have_text("Réception (téléchargement)…")
+        expect(page.locator("#line-test-start")).to_be_disabled()
+        assert [c for c in link.commands if c["cmd"] == "test"][-1]["force"] is True
+
+        link.finish(download_bps=26.0e6, upload_bps=0.9e6, grade="B", backend="iperf3")
+        page.click("#line-reload")
+        expect(page.locator("#line-last-summary")).to_have_text(
+            "26.0 Mbit/s en réception, 0.9 Mbit/s en envoi, latence sous charge B")
+        expect(page.locator("#line-progress")).to_be_hidden()
+        expect(page.locator("main p.alert.ok[role=status]")).to_have_count(0)
+        expect(page.locator("#line-test-start")).to_be_enabled()
+    finally:
+        context.close()

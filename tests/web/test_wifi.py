@@ -9,6 +9,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator
+from html import unescape
 
 import pytest
 from flask import Flask
@@ -84,6 +85,48 @@ def test_devices_with_identity_usage_rate_and_policies(
     assert "20000 Mo" in html and "25 Mbit/s" in html and "Ralenti à 256 kbit/s" in html
     assert "Accès coupé jusqu&#39;à minuit" in html
     assert 'href="/wifi"' in html  # the nav entry
+
+
+def test_device_hostname_escaped_bounded_for_admin_and_staff_never_logged(
+    app: Flask, admin_client: FlaskClient, conn, gateway: FakeGateway, caplog
+) -> None:
+    """What a device says in DHCP is the device's choice: shown as text, cut, never logged."""
+    caplog.set_level(logging.DEBUG)
+    hostile = '<script>alert("x")</script>\'; rm -rf / #\n' + "A" * 300
+    gateway.status["devices"] = [
+        {"mac": f"02:00:00:00:00:0{n}", "ip": f"10.42.0.1{n}", "kind": "guest", "owner_id": n,
+         **({} if name is None else {"hostname": name})}
+        for n, name in enumerate(["iPhone-de-Marie", hostile, "", None, ["not", "text"],
+                                  "PC\u202eeiraM\r\n\tportable", "B" * 300], start=1)
+    ]
+    html = text(admin_client.get("/wifi"))
+    assert "Appareil (nom, MAC, IP)" in html
+    cells = re.findall(r'<div class="hostname( muted)?">([^<]*)</div><code>([^<]*)</code>', html)
+    shown = {mac: (bool(muted), unescape(name)) for muted, name, mac in cells}
+    assert shown == {
+        "02:00:00:00:00:01": (False, "iPhone-de-Marie"),
+        "02:00:00:00:00:02": (False, '<script>alert("x")</script>\'; r…'),
+        "02:00:00:00:00:03": (True, "—"),
+        "02:00:00:00:00:04": (True, "—"),  # an older gateway without the key
+        "02:00:00:00:00:05": (True, "—"),  # not text at all
+        "02:00:00:00:00:06": (False, "PC eiraM portable"),  # no bidi override, no newline
+        "02:00:00:00:00:07": (False, "B" * 31 + "…"),
+    }
+    # escaped by the template, not stripped: the page has no script but its own files
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&#39;; r…" in html
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+    assert "A" * 32 not in html and "B" * 32 not in html and "\u202e" not in html
+
+    # staff see the live page, names included (the same audience as MAC and IP)
+    from .conftest import STAFF
+    staff = app.test_client()
+    login(staff, STAFF)
+    assert '<div class="hostname">iPhone-de-Marie</div>' in text(staff.get("/wifi"))
+
+    # nowhere in the logs, whatever happened
+    post(admin_client, "/wifi/kick", {"mac": "02:00:00:00:00:01"})
+    assert "iPhone-de-Marie" not in caplog.text and "alert(" not in caplog.text
+    assert "portable" not in caplog.text and "BBBB" not in caplog.text
 
 
 def test_gateway_down_is_said_plainly(admin_client: FlaskClient, conn) -> None:

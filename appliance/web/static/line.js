@@ -62,7 +62,7 @@
     show(byId("line-test-result"), false);
     show(byId("line-test-error"), false);
     byId("line-test-start").disabled = true;
-    fetch(form.getAttribute("action"), {
+    fetch(form.getAttribute("data-api"), {
       method: "POST", credentials: "same-origin", body: body,
       headers: { "Accept": "application/json", "X-CSRFToken": csrf }
     }).then(function (r) { return r.json(); }).then(function (reply) {
