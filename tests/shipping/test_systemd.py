@@ -13,6 +13,7 @@ import pytest
 from appliance.cli import build_parser
 from tests.conftest import require_tool
 from tests.shipping.units import (
+    REPO,
     SYSTEMD_DIR,
     drop_ins,
     exec_binaries,
@@ -112,6 +113,7 @@ def test_the_units_and_drop_ins_exist():
         "telecentre.target", "telecentre-door.service", "telecentre-web.service",
         "telecentre-gateway.service", "telecentre-link.service",
         "telecentre-metrics-agent.service",
+        "telecentre-hostapd-reload.path", "telecentre-hostapd-reload.service",
     } <= names
     assert {p.parent.name for p in drop_ins()} == {
         "dnsmasq.service.d", "hostapd.service.d", "nftables.service.d",
@@ -266,6 +268,44 @@ def test_the_access_point_and_dhcp_wait_for_the_portal_rules():
     for name in ("hostapd.service.d", "dnsmasq.service.d"):
         conf = parse_unit((SYSTEMD_DIR / name / "telecentre.conf").read_text())
         assert "telecentre-gateway.service" in words(conf, "Unit", "After")
+
+
+def test_hostapd_follows_the_file_the_gateway_writes():
+    """The gateway cannot manage services: a path unit on its hostapd.conf restarts hostapd
+    (started, stopped or reconfigured by PID 1 from the drop-in's condition on that file)."""
+    from appliance.config import Config
+    from appliance.gateway import hostapd
+
+    written = str(Config(None).runtime_dir / hostapd.FILENAME)
+    path = unit("telecentre-hostapd-reload.path")
+    assert path["Path"]["PathChanged"] == [written]
+    assert value(path, "Unit", "Path") == "telecentre-hostapd-reload.service"
+    assert "telecentre.target" in words(path, "Install", "WantedBy")
+    assert "telecentre.target" in words(path, "Unit", "PartOf")
+    assert "telecentre-gateway.service" in words(path, "Unit", "After")
+    drop_in = parse_unit((SYSTEMD_DIR / "hostapd.service.d/telecentre.conf").read_text())
+    assert drop_in["Unit"]["ConditionFileNotEmpty"] == [written]  # after the reset
+
+    service = unit("telecentre-hostapd-reload.service")
+    assert value(service, "Type") == "oneshot"
+    assert service["Service"]["ExecStart"] == [
+        "/usr/bin/systemctl --no-ask-password restart hostapd.service"]
+    assert "Install" not in service  # started by the path unit only
+    # root for PID 1's private socket, and nothing else: no capability, AF_UNIX only
+    assert value(service, "User") is None
+    assert words(service, "Service", "CapabilityBoundingSet") == []
+    assert "CapabilityBoundingSet" in service["Service"]
+    assert words(service, "Service", "AmbientCapabilities") == []
+    assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
+    assert value(service, "PrivateNetwork") == "yes" and value(service, "IPAddressDeny") == "any"
+    assert value(service, "NoNewPrivileges") == "yes"
+    assert value(service, "ProtectSystem") == "strict"
+
+
+def test_the_image_installs_and_enables_the_path_unit():
+    customize = (REPO / "image-build/customize.sh").read_text()
+    assert '"$repo"/systemd/telecentre*.path' in customize
+    assert re.search(r"systemctl enable [^\n]*telecentre-hostapd-reload\.path", customize)
 
 
 def test_sysusers_and_tmpfiles_match_the_units():
