@@ -382,8 +382,8 @@ def _wifi_class(r: _Reader, default: WifiClass) -> WifiClass:
     """[gateway.guest] or [gateway.member]."""
     wc = WifiClass(
         daily_quota_mb=r.integer("daily_quota_mb", default.daily_quota_mb, 1, 10_000_000),
-        down_mbit=r.number("down_mbit", default.down_mbit, 0.1, 10000, " Mbit/s"),
-        up_mbit=r.number("up_mbit", default.up_mbit, 0.1, 10000, " Mbit/s"),
+        down_mbit=r.number("down_mbit", default.down_mbit, 0.1, 100000, " Mbit/s"),
+        up_mbit=r.number("up_mbit", default.up_mbit, 0.1, 100000, " Mbit/s"),
         when_spent=r.string("when_spent", default.when_spent, choices=("block", "throttle")),
     )
     r.check_unknown()

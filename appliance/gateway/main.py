@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 
 log = logging.getLogger(__name__)
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    """The CLI handler (imports kept inside: `telecentre --help` stays fast)."""
-    from appliance.cli import _load
-
-    return run(_load(args))
 
 
 def run(config) -> int:
