@@ -120,6 +120,9 @@ def print_status(s: dict[str, Any], cfg: Config) -> None:
         print(f"line: DOWN since {_when(outage['since'], cfg)}: {CAUSES[outage['cause']]}")
     else:
         print("line: up")
+    if s.get("as_of") == "previous_run":
+        print("  (as of the previous run of the line monitor, last probed "
+              f"{_when(s.get('previous_run_at'), cfg)}; being re-checked)")
     print("layers: " + ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in s["layers"].items()))
     for sample in s.get("samples", []):
         rtt = "lost" if sample["rtt"] is None else f"{sample['rtt'] * 1000:.1f} ms"

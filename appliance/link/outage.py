@@ -13,6 +13,22 @@ A layer goes down after `down_after` failed rounds in a row and comes back after
 `up_after` good ones, so one lost packet never makes an outage; the start and end
 are dated back to the first round of the streak, so the recorded duration is the
 real one, not one shifted by the hysteresis.
+
+Rounds taken while our own throughput test loads the line are not judged when they
+arrive: on a bloated line their probes wait in the box's queue past the timeout, and
+that is the test's doing, not an outage. They are held, and the first ordinary round
+after the test decides what they were worth, layer by layer:
+
+- that round finds the layer working: the held failures were the test's own queue, and
+  they are dropped (they also break any streak from before the test);
+- that round finds the layer failing and the test did not run to its end (it failed,
+  which is evidence of its own): the failures held up to that round are one streak with
+  it, so they count towards `down_after` and the outage is dated from the first of them;
+- that round finds the layer failing but the test ran to its end: the line carried the
+  test, so the streak starts at the test's end.
+
+An outage that begins during a test is therefore recorded with a start no later than
+the test's end, and one that the test merely caused is not recorded at all.
 """
 
 from __future__ import annotations
@@ -32,6 +48,8 @@ class Layer(StrEnum):
 
 
 LAYERS: tuple[Layer, ...] = (Layer.LAN, Layer.ACCESS, Layer.UPSTREAM, Layer.DNS)
+# Held rounds kept at most (a test that hangs must not grow memory): 2 h at 10 s.
+MAX_HELD = 720
 
 
 @dataclass(frozen=True)
@@ -81,18 +99,19 @@ class Hysteresis:
     streak: int = 0
     streak_since: float | None = None
 
-    def observe(self, ok: bool | None, at: float) -> float | None:
+    def observe(self, ok: bool | None, at: float, since: float | None = None) -> float | None:
         """Feed one round; returns the (backdated) time of a flip, or None.
 
         A round where the layer is not judged breaks the streak: failures on either
-        side of a box outage are not one streak.
+        side of a box outage are not one streak. `since` dates a streak that this round
+        starts earlier than the round itself (what is known to have failed before it).
         """
         if ok is None or ok == self.up:
             self.streak = 0
             self.streak_since = None
             return None
         if self.streak == 0:
-            self.streak_since = at
+            self.streak_since = at if since is None else min(at, since)
         self.streak += 1
         if self.streak >= (self.down_after if self.up else self.up_after):
             flipped_at = self.streak_since if self.streak_since is not None else at
@@ -127,6 +146,10 @@ class OutageTracker:
     layers: dict[Layer, Hysteresis] = field(default_factory=dict)
     current: OutageChange | None = None
     counted_until: float | None = None
+    # Rounds taken under our own test's load, and how the test ended (see the module doc).
+    held: list[ProbeRound] = field(default_factory=list)
+    test_end: float | None = None
+    test_failed: bool = False
 
     def __post_init__(self) -> None:
         for layer in LAYERS:
@@ -146,10 +169,40 @@ class OutageTracker:
         """The current outage's cause: the lowest layer that is down."""
         return self.current.cause if self.current else None
 
+    def hold(self, r: ProbeRound) -> None:
+        """A round taken while our own throughput test loads the line: judged later."""
+        self.held = [*self.held[-(MAX_HELD - 1):], r]
+
+    def test_over(self, at: float, *, completed: bool) -> None:
+        """Our test stopped loading the line at `at`; `completed` if it ran to its end."""
+        self.test_end = at
+        self.test_failed = self.test_failed or not completed
+
     def update(self, r: ProbeRound) -> tuple[list[OutageChange], dict[Layer, float]]:
         flips: dict[Layer, float] = {}
+        held, self.held = self.held, []
+        # A test whose end was never reported gets no benefit of the doubt.
+        test_failed = self.test_failed or self.test_end is None
+        test_end = self.test_end
+        self.test_end, self.test_failed = None, False
         for layer, ok in observe(r).items():
-            flipped_at = self.layers[layer].observe(ok, r.at)
+            h = self.layers[layer]
+            since = None
+            if held:
+                run = _failed_run(held, layer)
+                if ok is False and h.up and run:
+                    if len(run) < len(held) or not test_failed:
+                        h.observe(None, run[0].at)  # the line passed, or carried the test
+                    if test_failed:
+                        for past in run:
+                            flipped_at = h.observe(False, past.at)
+                            if flipped_at is not None:
+                                flips[layer] = flipped_at
+                    else:
+                        since = test_end
+                else:
+                    h.observe(None, r.at)  # held rounds are never a streak on their own
+            flipped_at = h.observe(ok, r.at, since)
             if flipped_at is not None:
                 flips[layer] = flipped_at
         changes: list[OutageChange] = []
@@ -183,6 +236,16 @@ class OutageTracker:
         if until > start:
             counted[cause] = counted.get(cause, 0.0) + until - start
             self.counted_until = until
+
+
+def _failed_run(held: Sequence[ProbeRound], layer: Layer) -> list[ProbeRound]:
+    """The held rounds at the end of `held` in which `layer` failed, oldest first."""
+    run: list[ProbeRound] = []
+    for past in reversed(held):
+        if observe(past)[layer] is not False:
+            break
+        run.append(past)
+    return run[::-1]
 
 
 def replay(rounds: Sequence[ProbeRound], down_after: int = 3, up_after: int = 3):

@@ -1,9 +1,13 @@
 """The link service: light probes in a loop, outages, throughput tests, commands, metrics.
 
 One thread probes every `probe_interval` and turns rounds into outages; a throughput
-test runs in its own thread, so probing (and outage detection) never stops during a
-test. Everything is stored locally first. "Test now" arrives over the UNIX socket
-and is never stored as a pending command: after a restart nothing replays.
+test runs in its own thread, so probing never stops during a test. A round that overlaps
+the test's load is not judged when it arrives, nor stored or counted as ordinary RTT and
+loss (the test's own latency sampler measures the line under load): the first round
+after the test decides whether its failures were the test's queue or an outage that
+began during the test (`outage.OutageTracker.hold`). Everything is stored locally
+first. "Test now" arrives over the UNIX socket and is never stored as a pending command:
+after a restart nothing replays.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from appliance.ipc import CommandServer
 from appliance.link import emulated, schedule, store
 from appliance.link import gate as gate_mod
 from appliance.link.iperf import BackendError, Iperf3Backend
-from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound
+from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound, localize
 from appliance.link.probes import Pinger, Prober, Sample, box_works
 from appliance.link.throughput import (
     Measurement,
@@ -315,11 +319,18 @@ class LinkService:
             closed = store.close_dangling_outages(self.conn)
         if closed:
             log.info("closed %d outage(s) left open by the previous run", closed)
-        # Until this run has probed enough rounds for a verdict of its own, the layer
-        # gauges keep the state the previous run ended with.
-        self._held_cause: Layer | None = None
-        self._held_rounds = max(link.down_after, link.up_after)
+        # Until this run has judged enough rounds for a verdict of its own, the line state
+        # (gauges, status, panel: `line_state()`) is the one the previous run ended with.
+        self._rounds_to_verdict = max(link.down_after, link.up_after)
         self._below_half = dict.fromkeys(DIRECTIONS, 0)
+        # The previous run's last state (cause, since, at) while it stands for this run's.
+        self._previous: dict[str, Any] | None = None
+        # Our own test's load on the line: a generation bumped when it starts and ends,
+        # and when it last ended (rounds just after it still meet a draining queue).
+        self._loading = False
+        self._load_generation = 0
+        self._load_ended_at: float | None = None
+        self.loaded_rounds = 0
         self._restore()
         self.metrics.contracted_download.set(link.contracted_download_mbps * 1e6 / 8)
         self.metrics.contracted_upload.set(link.contracted_upload_mbps * 1e6 / 8)
@@ -341,8 +352,8 @@ class LinkService:
                 self.last_test = store.last_test(self.conn)
                 for direction in DIRECTIONS:
                     self._below_half[direction] = store.below_half_in_a_row(self.conn, direction)
-                held = store.cause_at_last_stop(self.conn)
-                probed = store.has_probes(self.conn)
+                held = store.outage_at_last_stop(self.conn)
+                last_probe_at = store.last_probe_at(self.conn)
         except sqlite3.Error as exc:
             log.warning("link history not restored: %s", exc)
             return
@@ -350,11 +361,13 @@ class LinkService:
             self._set_test_gauges(last_ok)
         for direction, count in self._below_half.items():
             self.metrics.below_half.labels(direction).set(count)
+        if last_probe_at is None:  # nothing known before the first ever round: no gauge yet
+            return
+        self._previous = {"cause": None, "since": None, "at": last_probe_at}
         if held is not None:
-            self._held_cause = Layer(held)
-            log.info("line was down (%s) when the previous run stopped", held)
-        if probed:  # nothing known before the first ever round: no layer gauge yet
-            self._publish_layers()
+            self._previous.update(cause=Layer(held["cause"]), since=held["start"])
+            log.info("line was down (%s) when the previous run stopped", held["cause"])
+        self._publish_layers()
 
     def _set_test_gauges(self, result: dict[str, Any]) -> None:
         """The last completed test's gauges (on a result or a stored row)."""
@@ -381,18 +394,42 @@ class LinkService:
                 self._below_half[direction] + 1 if ratio < store.BELOW_HALF else 0)
             self.metrics.below_half.labels(direction).set(self._below_half[direction])
 
+    def line_state(self) -> dict[str, Any]:
+        """The line's state, the one source for `up{layer}`, `link status` and the panel.
+
+        After a restart it is the state the previous run ended with (`as_of` is
+        "previous_run", with `previous_run_at` its last round) until this run has probed
+        `max(down_after, up_after)` rounds or found an outage of its own; then the probes'
+        (`as_of` "probes"). Layers: True while that layer and every one below it work.
+        """
+        with self._state_lock:
+            prev = self._previous
+            if prev is not None and (self.tracker.cause is not None
+                                     or self._rounds_to_verdict <= 0):
+                prev = self._previous = None
+            if prev is None:
+                current = self.tracker.current
+                return {
+                    "layers": {layer.value: self.tracker.is_up(layer) for layer in LAYERS},
+                    "outage": None if current is None else {"cause": current.cause.value,
+                                                            "since": current.start},
+                    "as_of": "probes",
+                    "previous_run_at": None,
+                }
+            cause = prev["cause"]
+            return {
+                "layers": {layer.value: cause is None or LAYERS.index(layer) < LAYERS.index(cause)
+                           for layer in LAYERS},
+                "outage": None if cause is None else {"cause": cause.value,
+                                                      "since": prev["since"]},
+                "as_of": "previous_run",
+                "previous_run_at": prev["at"],
+            }
+
     def _publish_layers(self) -> None:
-        """`up{layer}`: the held state from the previous run, else the tracker's."""
-        if self._held_cause is not None and (
-            self.tracker.cause is not None or self._held_rounds <= 0
-        ):
-            self._held_cause = None
-        for layer in LAYERS:
-            if self._held_cause is not None:
-                up = LAYERS.index(layer) < LAYERS.index(self._held_cause)
-            else:
-                up = self.tracker.is_up(layer)
-            self.metrics.up.labels(layer.value).set(1 if up else 0)
+        """`up{layer}` from `line_state()`."""
+        for layer, up in self.line_state()["layers"].items():
+            self.metrics.up.labels(layer).set(1 if up else 0)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -439,8 +476,10 @@ class LinkService:
             hop = self.prober.find_isp_hop()
             log.info("first ISP hop: %s", hop or "not found (anchors alone judge the line)")
         at = self.wall()  # rounds are dated when their probes leave
+        with self._state_lock:
+            generation = self._load_generation
         samples = self.prober.round()
-        self.on_round(at, samples)
+        self.on_round(at, samples, loaded=self._under_load(at, generation))
         if self.config.link.scheduled_tests and at >= self.next_test_at:
             _start, end = schedule.window_bounds(self.next_test_at, self.interval, self.config.tz)
             self.next_test_at = schedule.next_test_time(end, self.interval, self.rng,
@@ -464,8 +503,39 @@ class LinkService:
 
     # --- probes and outages ---------------------------------------------------------
 
-    def on_round(self, at: float, samples: list[Sample]) -> None:
-        """Record one round, update metrics, and turn it into outage changes."""
+    def _under_load(self, at: float, generation: int) -> bool:
+        """Did the round that left at `at` overlap our own test's load on the line?
+
+        True if a test was loading the line when it ended, one started or ended while it
+        ran, or it left less than `probe_timeout` after one ended (the queue drains).
+        """
+        with self._state_lock:
+            ended = self._load_ended_at
+            return (self._loading or self._load_generation != generation
+                    or (ended is not None and at < ended + self.config.link.probe_timeout))
+
+    def _load(self, loading: bool, *, completed: bool = False) -> None:
+        """Our test starts or stops loading the line (the test thread calls this)."""
+        with self._state_lock:
+            self._loading = loading
+            self._load_generation += 1
+            if not loading:
+                self._load_ended_at = self.wall()
+                self.tracker.test_over(self._load_ended_at, completed=completed)
+
+    def on_round(self, at: float, samples: list[Sample], *, loaded: bool = False) -> None:
+        """Record one round, update metrics, and turn it into outage changes.
+
+        A round `loaded` by our own test is only counted as probe traffic and held for
+        the outage tracker: it is not stored, not in the RTT/loss metrics, not judged.
+        """
+        if loaded:
+            self._count_probe_traffic()
+            with self._state_lock:
+                self.tracker.hold(to_round(at, samples))
+                self.loaded_rounds += 1
+            log.debug("probe round at %.0f taken under our test's load: held", at)
+            return
         with self._state_lock:
             # A round that did not echo the box keeps the box's last sample in the status.
             kept = [] if any(s.role == "gateway" for s in samples) else [
@@ -479,7 +549,14 @@ class LinkService:
         except sqlite3.Error as exc:
             log.warning("probe round not stored: %s", exc)
         self._probe_metrics(samples)
-        changes, counted = self.tracker.update(to_round(at, samples))
+        with self._state_lock:
+            held = self.tracker.held
+            changes, counted = self.tracker.update(to_round(at, samples))
+            self._rounds_to_verdict -= 1
+        if held:
+            failed = sum(1 for r in held if localize(r) is not None)
+            log.info("%d of %d probe rounds under our test's load failed; judged with the "
+                     "round after the test", failed, len(held))
         for cause, seconds in counted.items():
             self.metrics.outage_seconds.labels(cause.value).inc(seconds)
         for change in changes:
@@ -501,14 +578,16 @@ class LinkService:
                 log.info(
                     "line outage over: %s, %.0f s", change.cause.value, change.end - change.start
                 )
-        self._held_rounds -= 1
         self._publish_layers()
 
-    def _probe_metrics(self, samples: list[Sample]) -> None:
+    def _count_probe_traffic(self) -> None:
         self.metrics.rounds.inc()
         total = self.prober.bytes
         self.metrics.probe_bytes.inc(max(0, total - self._probe_bytes_seen))
         self._probe_bytes_seen = total
+
+    def _probe_metrics(self, samples: list[Sample]) -> None:
+        self._count_probe_traffic()
         per_role: dict[str, list[int]] = {}
         for s in samples:
             if s.role == "dns":
@@ -613,8 +692,9 @@ class LinkService:
         link = self.config.link
         if self.backend is None:
             return {"result": "failed", "detail": "no test server configured (link.iperf3_server)"}
-        if self.tracker.cause is not None:
-            return {"result": "failed", "detail": f"line down ({self.tracker.cause.value})"}
+        outage = self.line_state()["outage"]
+        if outage is not None:
+            return {"result": "failed", "detail": f"line down ({outage['cause']})"}
         if trigger == "schedule":
             used = self.month_bytes()
             with self._db_lock:
@@ -648,11 +728,15 @@ class LinkService:
             sampler = threading.Thread(target=sample_under_load, name="link-load-rtt",
                                        daemon=True)
             sampler.start()
+            completed = False
+            self._load(True)
             try:
                 measured = self.backend.measure(progress=self._phase)
+                completed = True
             except BackendError as exc:
                 return {"result": "failed", "detail": str(exc), "server": self.backend.label}
             finally:
+                self._load(False, completed=completed)
                 done.set()
                 sampler.join(timeout=5)
         finally:
@@ -705,14 +789,11 @@ class LinkService:
                  "rtt": s.rtt}
                 for s in self.last_samples
             ]
-            outage = None
-            if self.tracker.current is not None:
-                outage = {"cause": self.tracker.current.cause.value,
-                          "since": self.tracker.current.start}
+            state = self.line_state()
             return {
-                "layers": {layer.value: self.tracker.is_up(layer) for layer in Layer},
-                "outage": outage,
+                **state,
                 "last_round_at": self.last_round_at,
+                "rounds_under_test": self.loaded_rounds,
                 "samples": samples,
                 "gateway": self.prober.gateway,
                 "isp_hop": self.prober.isp_hop,

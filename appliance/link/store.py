@@ -128,8 +128,8 @@ def below_half_in_a_row(conn: sqlite3.Connection, direction: str) -> int:
     return int(row[0])
 
 
-def cause_at_last_stop(conn: sqlite3.Connection) -> str | None:
-    """The cause of the outage that was still going on when the previous run stopped.
+def outage_at_last_stop(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The outage that was still going on when the previous run stopped (cause, start).
 
     Such an outage was closed at the last probe round (on stop, or by
     `close_dangling_outages` after a crash), so its end is the last round; an outage that
@@ -137,15 +137,27 @@ def cause_at_last_stop(conn: sqlite3.Connection) -> str | None:
     or nothing was ever probed.
     """
     row = conn.execute(
-        "SELECT cause FROM link_outages"
+        "SELECT cause, start FROM link_outages"
         " WHERE end IS NOT NULL AND end >= (SELECT MAX(at) FROM link_probes)"
         " ORDER BY start DESC LIMIT 1"
     ).fetchone()
-    return str(row[0]) if row else None
+    return {"cause": str(row[0]), "start": float(row[1])} if row else None
+
+
+def cause_at_last_stop(conn: sqlite3.Connection) -> str | None:
+    """The cause of `outage_at_last_stop`, or None."""
+    outage = outage_at_last_stop(conn)
+    return outage["cause"] if outage else None
+
+
+def last_probe_at(conn: sqlite3.Connection) -> float | None:
+    """When the last stored probe round left, or None if nothing was ever probed."""
+    row = conn.execute("SELECT MAX(at) FROM link_probes").fetchone()
+    return float(row[0]) if row and row[0] is not None else None
 
 
 def has_probes(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM link_probes LIMIT 1").fetchone() is not None
+    return last_probe_at(conn) is not None
 
 
 def aggregate_hours(conn: sqlite3.Connection, until: float) -> int:

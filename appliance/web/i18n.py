@@ -813,6 +813,18 @@ CATALOG: dict[str, dict[str, str]] = {
                      "en": "The line monitor refused: {detail}"},
     "line.state.up": {"fr": "La ligne fonctionne", "en": "The line is up"},
     "line.state.down": {"fr": "La ligne est coupée", "en": "The line is down"},
+    "line.state.up_previous": {
+        "fr": "La ligne fonctionnait au dernier relevé ({when}), avant le redémarrage du "
+              "moniteur de ligne. Nouvelle vérification en cours.",
+        "en": "The line was up at the last check ({when}), before the line monitor "
+              "restarted. Checking it again now.",
+    },
+    "line.state.down_previous": {
+        "fr": "La ligne était coupée au dernier relevé ({when}), avant le redémarrage du "
+              "moniteur de ligne. Nouvelle vérification en cours.",
+        "en": "The line was down at the last check ({when}), before the line monitor "
+              "restarted. Checking it again now.",
+    },
     "line.cause.lan": {
         "fr": "La box ne répond pas : vérifiez qu'elle est allumée et que le câble entre "
               "la box et le boîtier est branché.",

@@ -114,11 +114,21 @@ def line_status() -> dict[str, Any]:
             "fraction": round(min(1.0, elapsed / total), 3) if total > 0 else None,
         }
     since = float(outage["since"]) if cause and outage.get("since") else None
+    # Just after the link service restarted: the state its previous run ended with.
+    previous = st.get("as_of") == "previous_run"
+    state_key = "line.state.up" if cause is None else "line.state.down"
+    if previous:
+        at = st.get("previous_run_at")
+        when = local_datetime(float(at)).strftime("%Y-%m-%d %H:%M") if at else "-"
+        state_label = translate(state_key + "_previous", when=when)
+    else:
+        state_label = translate(state_key)
     return {
         "reachable": True,
         "message": None,
         "up": cause is None,
-        "state_label": translate("line.state.up" if cause is None else "line.state.down"),
+        "rechecking": previous,
+        "state_label": state_label,
         "cause": cause,
         "cause_label": translate(f"line.cause.{cause}") if cause else "",
         "since": local_datetime(since).strftime("%Y-%m-%d %H:%M") if since else "",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from appliance.link import emulated
 from appliance.link.cli import emulate_request
 from appliance.link.emulated import EmulatedLine, LineSettings
 from appliance.link.iperf import BackendError
+from appliance.link.outage import Layer
 from appliance.link.service import LinkService
 from appliance.link.throughput import shaped_goodput
 from appliance.runtime import init_state
@@ -360,3 +362,101 @@ def test_emulate_is_refused_on_a_real_line(tmp_path, capsys):
     path = write_site_config(tmp_path)
     assert cli_main(["--config", str(path), "link", "emulate", "status"]) == 2
     assert "real line" in capsys.readouterr().err
+
+
+# --- our own tests must not make outages (real time, 1 s rounds) ------------------------
+
+# A grade-F line: 0.8 s of queue in each direction when full, 0.48-0.8 s under a test,
+# so the 0.3 s probes time out during a test and answer at once after it.
+BLOATED = {"down_buffer_kb": 3000.0, "up_buffer_kb": 100.0}
+
+
+@pytest.fixture
+def fast_line(tmp_path: Path):
+    """The service on an emulated line in real time: 1 s rounds, 0.3 s probe timeout."""
+    path = write_site_config(tmp_path, probe_interval=1, probe_timeout=0.3)
+    text = path.read_text().replace('line = "real"', 'line = "emulated"')
+    path.write_text(text.replace("link_port = 9103", "link_port = 0"))
+    cfg = config_mod.load(path)
+    init_state(cfg)
+    made = []
+
+    def make(**settings: float) -> LinkService:
+        line = EmulatedLine(anchors=cfg.link.anchors, rng=random.Random(5),
+                            settings=LineSettings(loss=0, **settings))
+        service = LinkService(cfg, line=line, rng=random.Random(5))
+        service.backend = line.backend(2.0)  # 3 s of load per direction
+        made.append(service)
+        service.start(socket=False)
+        wait_until(lambda: service.registry.get_sample_value(
+            "telecentre_link_probe_rounds_total") >= 3, 10, "three rounds")
+        return service
+
+    yield make
+    for service in made:
+        service.stop()
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_test_on_a_grade_f_line_records_no_outage_and_the_next_test_runs(fast_line):
+    service = fast_line(**BLOATED)
+    first = service.run_test("admin")
+    assert first["result"] == "ok" and first["grade"] == "F"
+    assert service.status()["outage"] is None
+    second = service.run_test("admin")  # right after the first one
+    assert second["result"] == "ok", second  # not "line down (access)"
+    rounds_after = service.registry.get_sample_value("telecentre_link_probe_rounds_total")
+    wait_until(lambda: service.registry.get_sample_value(
+        "telecentre_link_probe_rounds_total") >= rounds_after + 2, 10, "2 rounds after it")
+    assert service.status()["outage"] is None
+    assert service.conn.execute("SELECT COUNT(*) FROM link_outages").fetchone()[0] == 0
+    # The rounds under load are not the line's ordinary RTT and loss: nothing lost on
+    # this loss-free line, and no RTT above the unloaded line's in the stored history
+    # and the histogram.
+    lost, slowest = service.conn.execute(
+        "SELECT SUM(sent - received), MAX(rtt_s) FROM link_probes WHERE role != 'dns'"
+    ).fetchone()
+    assert lost == 0 and slowest < 0.1
+    value = service.registry.get_sample_value
+    for role in ("isp_hop", "anchor"):
+        assert value("telecentre_link_loss_ratio", {"role": role}) == 0
+        assert value("telecentre_link_rtt_seconds_bucket", {"role": role, "le": "0.1"}) \
+            == value("telecentre_link_rtt_seconds_count", {"role": role}) > 0
+    # The latency sampler measured the load, and the probes did run under it.
+    assert first["loaded_rtt_s"] > 0.4
+    assert service.loaded_rounds >= 6
+
+
+@pytest.mark.parametrize("settings", [BLOATED, {}], ids=["grade-F", "clean"])
+def test_an_outage_that_begins_during_a_test_is_recorded_from_within_it(fast_line, settings):
+    service = fast_line(**settings)
+    assert service.start_test("admin")
+    wait_until(lambda: (service.test_state or {}).get("phase") == "upload", 10, "the upload")
+    started_at = service.test_state["started_at"]
+    time.sleep(1.0)
+    broke_at = time.time()
+    service.line.break_("access")
+    service.test_thread.join(timeout=20)
+    result = service.last_test
+    assert result["result"] == "failed" and "during the upload" in result["detail"]
+    wait_until(lambda: service.tracker.cause is not None, 10, "the outage")
+    assert service.tracker.cause == Layer.ACCESS
+    start = service.conn.execute("SELECT start FROM link_outages").fetchone()["start"]
+    # Recorded from within the test, and no later than a round after the break: no
+    # minutes lost. On the clean line the held rounds date it to the break itself.
+    assert started_at - 1.0 <= start <= result["at"]
+    assert start <= broke_at + 2.0
+    if not settings:
+        assert start >= broke_at - 1.0
+    service.line.repair("all")
+    repaired_at = time.time()
+    wait_until(lambda: service.tracker.cause is None, 10, "the line to come back")
+    end = service.conn.execute("SELECT end FROM link_outages").fetchone()["end"]
+    assert repaired_at - 1.0 <= end <= repaired_at + 2.0

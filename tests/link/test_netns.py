@@ -7,6 +7,7 @@ Needs root (namespaces, raw sockets); skipped otherwise, failed under CI=true.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import subprocess
 import sys
@@ -210,6 +211,48 @@ def test_iperf3_through_the_shaped_line_within_ten_percent(link_service):
     assert result["bytes"] > 6 * 28e6 / 8  # at least six seconds of download were paid for
     assert result["grade"] in ("A+", "A", "B", "C", "D", "F")
     assert result["idle_rtt_s"] < result["loaded_rtt_s"]
+
+
+def _box_buffers(internet: Internet, seconds: float) -> None:
+    """Resize both of the box's queues to `seconds` of the line's rate."""
+    tc = internet.tc
+    internet.run("box", tc, "qdisc", "change", "dev", "wan", "root", "tbf", "rate",
+                 f"{netns.UP_MBIT}mbit", "burst", "3000", "latency", f"{seconds * 1000:.0f}ms")
+    packets = int(netns.DOWN_MBIT * 1e6 / 8 / 1514 * seconds)
+    internet.run("box", tc, "qdisc", "change", "dev", "ifb0", "parent", "1:10", "handle",
+                 "10:", "pfifo", "limit", str(packets))
+
+
+def test_tests_on_a_bloated_line_make_no_outage_and_the_next_test_runs(
+        internet: Internet, tmp_path_factory):
+    """A box with 1 s of buffer each way: under a test the probes (0.3 s timeout) time
+    out, yet no outage is recorded and the next test runs."""
+    _box_buffers(internet, 1.0)
+    try:
+        with _service(internet, tmp_path_factory.mktemp("bloat")) as (cfg, log):
+            before = None
+            for _ in range(2):  # the second right after the first
+                assert ipc.call(cfg.link_socket, "test", force=True)["started"] is True
+                wait_for(lambda before=before: (s := _status(cfg)).get("test") is None
+                         and (s.get("last_test") or {}).get("at") not in (None, before),
+                         60, "the test to finish", log)
+                result = _status(cfg)["last_test"]
+                assert result["result"] == "ok", result
+                assert _status(cfg)["outage"] is None
+                before = result["at"]
+            print(f"\nloaded RTT {result['loaded_rtt_s']}, grade {result['grade']}")
+            time.sleep(2.5)  # the rounds after the second test
+            assert _status(cfg)["outage"] is None
+            assert outages(cfg) == []
+            held = [tuple(map(int, m)) for m in
+                    re.findall(r"(\d+) of (\d+) probe rounds under our test's load failed",
+                               log.read_text())]
+            # The probes under load did time out, enough to have made outages before.
+            # (Two tests back to back can make one stretch of held rounds: one line.)
+            print(f"failed/held rounds under load: {held}")
+            assert held and sum(failed for failed, _total in held) >= 6, held
+    finally:
+        _box_buffers(internet, 0.2)
 
 
 def test_cross_traffic_gate_holds_while_a_member_downloads(internet: Internet):

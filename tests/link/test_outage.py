@@ -193,3 +193,108 @@ def test_is_up_follows_the_layers_below():
     assert [tracker.is_up(layer) for layer in Layer] == [False] * 4
     tracker.update(rnd(10, dns=False))
     assert [tracker.is_up(layer) for layer in Layer] == [True, True, True, False]
+
+
+# --- rounds under our own throughput test's load ------------------------------------------
+
+ACCESS_DOWN = {"isp_hop": False, "anchors": (False, False), "dns": False}
+
+
+def run_with_test(before: list[dict], during: list[dict], after: list[dict], *,
+                  completed: bool | None, test_end: float | None = None):
+    """Rounds every 10 s: `before` judged, `during` held under a test's load, `after` judged.
+
+    `completed` is how the test ended (None: its end was never reported). Returns the
+    outages (open last) and the counted seconds, as `replay`.
+    """
+    tracker = OutageTracker()
+    outages, seconds, t = [], {}, 0.0
+
+    def feed(r: ProbeRound) -> None:
+        changes, counted = tracker.update(r)
+        outages.extend(c for c in changes if c.end is not None)
+        for cause, secs in counted.items():
+            seconds[cause] = seconds.get(cause, 0.0) + secs
+
+    for kw in before:
+        feed(rnd(t, **kw))
+        t += 10
+    for kw in during:
+        tracker.hold(rnd(t, **kw))
+        t += 10
+    if completed is not None:
+        tracker.test_over(t - 5 if test_end is None else test_end, completed=completed)
+    for kw in after:
+        feed(rnd(t, **kw))
+        t += 10
+    if tracker.current is not None:
+        outages.append(tracker.current)
+    return [(o.cause, o.start, o.end) for o in outages], seconds
+
+
+def test_failures_under_our_own_load_are_no_outage_when_the_line_is_fine_after():
+    # A grade-F line: every round during the test times out; the line is fine after it.
+    for completed in (True, False, None):
+        outages, seconds = run_with_test([{}] * 3, [ACCESS_DOWN] * 6, [{}] * 5,
+                                         completed=completed)
+        assert outages == [] and seconds == {}, completed
+
+
+def test_held_rounds_break_a_streak_from_before_the_test():
+    # Two failed rounds before a test the line carried to its end, one failed after:
+    # not three in a row, since the line worked during the test.
+    outages, _ = run_with_test([{}, ACCESS_DOWN, ACCESS_DOWN], [{}] * 3,
+                               [ACCESS_DOWN, {}, {}], completed=True)
+    assert outages == []
+    outages, _ = run_with_test([{}, ACCESS_DOWN, ACCESS_DOWN], [ACCESS_DOWN] * 3,
+                               [ACCESS_DOWN, {}, {}], completed=True)
+    assert outages == []
+
+
+def test_an_outage_that_began_during_a_failed_test_is_dated_from_its_first_failure():
+    # Held at 30..80: fine at 30 and 40, failing from 50; the test failed (the line broke
+    # under it); the line is still down after it (90, 100).
+    during = [{}, {}] + [ACCESS_DOWN] * 4
+    outages, seconds = run_with_test([{}] * 3, during, [ACCESS_DOWN] * 2 + [{}] * 3,
+                                     completed=False)
+    assert outages == [(Layer.ACCESS, 50, 110)]
+    assert seconds == {Layer.ACCESS: 60}
+    # An unreported end is no better than a failed test.
+    outages, _ = run_with_test([{}] * 3, during, [ACCESS_DOWN] * 2 + [{}] * 3, completed=None)
+    assert outages == [(Layer.ACCESS, 50, 110)]
+    # One failed round after the test is enough: the held ones and the failed test
+    # count with it. The same round alone, with the test completed, is no outage.
+    outages, _ = run_with_test([{}] * 3, during, [ACCESS_DOWN] + [{}] * 3, completed=False)
+    assert outages == [(Layer.ACCESS, 50, 100)]
+    outages, _ = run_with_test([{}] * 3, during, [ACCESS_DOWN] + [{}] * 3, completed=True)
+    assert outages == []
+
+
+def test_a_failed_test_on_a_bloated_line_then_a_dead_line_starts_at_the_tests_start():
+    # Every held round failed (bloat, then the real break): the start is the first one,
+    # no later than the test's end, and nothing is lost.
+    outages, _ = run_with_test([{}] * 3, [ACCESS_DOWN] * 4, [ACCESS_DOWN] * 3,
+                               completed=False, test_end=65)
+    assert outages == [(Layer.ACCESS, 30, None)]
+
+
+def test_after_a_completed_test_an_outage_starts_no_later_than_the_tests_end():
+    # The test ran to its end at 65: the line carried it until then. Held rounds failed
+    # (bloat), and the line is dead from right after the test: down_after judged rounds
+    # are needed, and the outage is dated from the test's end.
+    outages, seconds = run_with_test([{}] * 3, [ACCESS_DOWN] * 4,
+                                     [ACCESS_DOWN] * 4 + [{}] * 3, completed=True,
+                                     test_end=65)
+    assert outages == [(Layer.ACCESS, 65, 110)]
+    assert seconds == {Layer.ACCESS: 45}
+    # Held rounds that answered: the outage starts with the first judged failure.
+    outages, _ = run_with_test([{}] * 3, [{}] * 4, [ACCESS_DOWN] * 4 + [{}] * 3,
+                               completed=True, test_end=65)
+    assert outages == [(Layer.ACCESS, 70, 110)]
+
+
+def test_a_box_outage_during_a_failed_test_is_localized_and_dated():
+    box = {"gateway": False, **ACCESS_DOWN}
+    outages, _ = run_with_test([{}] * 3, [ACCESS_DOWN, ACCESS_DOWN, box, box], [box] * 3,
+                               completed=False)
+    assert outages == [(Layer.LAN, 50, None)]

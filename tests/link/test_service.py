@@ -473,3 +473,53 @@ def test_no_layer_gauge_before_the_first_round_ever(make_service):
     assert "telecentre_link_up{" not in scrape(service)
     rounds(service, 1)
     assert 'telecentre_link_up{layer="lan"} 1.0' in scrape(service)
+
+
+def test_after_a_restart_status_cli_and_metrics_give_the_same_state(make_service, capsys):
+    first = make_service()
+    rounds(first, 2)
+    rounds(first, 5, isp_hop=False, anchor=False, dns=False)  # access down at the stop
+    since, last_at = first.tracker.current.start, first.last_round_at
+    first.stop()
+
+    def gauges(service) -> dict[str, bool]:
+        return {layer: service.registry.get_sample_value(
+            "telecentre_link_up", {"layer": layer}) == 1
+            for layer in ("lan", "access", "upstream", "dns")}
+
+    second = make_service()
+    second.server = ipc.CommandServer(second.config.link_socket, second.handlers()).start()
+    path = str(second.config.path)
+    status = ipc.call(second.config.link_socket, "status")
+    assert status["as_of"] == "previous_run" and status["previous_run_at"] == last_at
+    assert status["outage"] == {"cause": "access", "since": since}
+    assert status["layers"] == {"lan": True, "access": False, "upstream": False, "dns": False}
+    assert gauges(second) == status["layers"]
+    assert cli_main(["--config", path, "link", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "line: DOWN since" in out and "nothing beyond it" in out
+    assert "as of the previous run of the line monitor" in out and "being re-checked" in out
+    # A test is refused on that state, as it would be on the probes' own.
+    assert second.run_test("admin")["detail"] == "line down (access)"
+    rounds(second, 2)  # the line is back: no verdict yet, the same answer everywhere
+    status = second.status()
+    assert status["as_of"] == "previous_run" and gauges(second) == status["layers"]
+    rounds(second, 1)
+    status = second.status()
+    assert status["as_of"] == "probes" and status["previous_run_at"] is None
+    assert status["outage"] is None and all(status["layers"].values())
+    assert gauges(second) == status["layers"]
+    assert cli_main(["--config", path, "link", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "line: up" in out and "previous run" not in out
+    second.stop()
+
+    # Up at the stop: "up", as of the previous run, until this run's probes decide.
+    third = make_service()
+    status = third.status()
+    assert (status["as_of"], status["outage"]) == ("previous_run", None)
+    assert all(status["layers"].values()) and gauges(third) == status["layers"]
+    rounds(third, 3, isp_hop=False, anchor=False, dns=False)  # down again: decided
+    status = third.status()
+    assert status["as_of"] == "probes" and status["outage"]["cause"] == "access"
+    assert gauges(third) == status["layers"]
