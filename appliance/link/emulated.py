@@ -288,9 +288,34 @@ class EmulatedPinger:
     def __init__(self, line: EmulatedLine) -> None:
         self.line = line
         self.bytes = 0
+        self._seq = 0
+        self._due: dict[int, tuple[float, float]] = {}  # key -> (answer due at, rtt)
 
     def close(self) -> None:
         """Nothing to release (the real one closes its raw socket)."""
+
+    def send(self, target: str) -> int:
+        """One echo now (`probes.Pinger.send`): its answer is due after the line's RTT,
+        which includes the queue it meets now."""
+        self._seq += 1
+        self.bytes += ICMP_ECHO_BYTES
+        self.line.add_wan_bytes(ICMP_ECHO_BYTES)
+        rtt = self.line.echo_rtt(target)
+        if rtt is not None:
+            self._due[self._seq] = (self.line.clock() + rtt, rtt)
+        return self._seq
+
+    def replies(self, wait: float) -> list[tuple[int, float]]:
+        """The answers due within `wait` seconds, waiting until the first one (or `wait`)."""
+        now = self.line.clock()
+        first = min((at for at, _rtt in self._due.values()), default=now + wait)
+        self.line.sleep(max(0.0, min(wait, first - now)))
+        now = self.line.clock()
+        got = [(key, rtt) for key, (at, rtt) in self._due.items() if at <= now + 1e-9]
+        for key, _rtt in got:
+            del self._due[key]
+            self.bytes += ICMP_ECHO_BYTES
+        return got
 
     def ping(
         self, targets: Sequence[str], timeout: float, *, attempts: int = 2,

@@ -26,8 +26,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 # scapy is imported where packets are built, not here: importing it opens a netlink
 # socket, and every `telecentre` command imports this module through the CLI, the door
@@ -111,6 +112,7 @@ class Pinger:
         self.seq = 0
         self.bytes = 0
         self._lock = threading.Lock()
+        self._stream: dict[int, tuple[str, float]] = {}  # seq -> (target, sent at)
 
     def close(self) -> None:
         self.sock.close()
@@ -142,6 +144,51 @@ class Pinger:
                     results.update((t, (0, 0, None)) for t in extra)
                     todo += extra
         return results
+
+    # --- a stream of echoes with several in flight (the latency-under-load sampler) ---
+
+    def send(self, target: str) -> int:
+        """Send one echo to `target` now; the key its answer comes back under."""
+        from scapy.layers.inet import ICMP
+
+        with self._lock:
+            self.seq = (self.seq + 1) & 0xFFFF
+            seq = self.seq
+            try:
+                self.sock.sendto(bytes(ICMP(type=8, id=self.ident, seq=seq)), (target, 0))
+                self.bytes += ICMP_ECHO_BYTES
+            except OSError as exc:  # no route: this echo is lost
+                log.debug("echo to %s not sent: %s", target, exc)
+            self._stream[seq] = (target, time.perf_counter())
+        return seq
+
+    def replies(self, wait: float) -> list[tuple[int, float]]:
+        """(key, rtt) of the answers to `send` that arrive within `wait` seconds."""
+        from scapy.layers.inet import ICMP, IP
+
+        got: list[tuple[int, float]] = []
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, wait))
+        if not ready:
+            return got
+        while True:
+            try:
+                data, (source, _port) = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                return got
+            received_at = time.perf_counter()
+            reply = IP(data)
+            if not reply.haslayer(ICMP):
+                continue
+            icmp = reply[ICMP]
+            if icmp.type != 0 or icmp.id != self.ident:
+                continue
+            with self._lock:
+                sent = self._stream.get(icmp.seq)
+                if sent is None or sent[0] != source:
+                    continue
+                del self._stream[icmp.seq]
+                self.bytes += len(data)
+            got.append((icmp.seq, received_at - sent[1]))
 
     def _round(self, targets: Sequence[str], timeout: float) -> dict[str, float]:
         from scapy.layers.inet import ICMP, IP
@@ -187,6 +234,66 @@ class Pinger:
                 self.bytes += len(data)
                 answered[target] = received_at - sent_at
         return answered
+
+
+class EchoSender(Protocol):
+    """What `echo_stream` needs of a pinger (`Pinger`, the emulated line's, a test's)."""
+
+    def send(self, target: str) -> int: ...
+
+    def replies(self, wait: float) -> list[tuple[int, float]]: ...
+
+
+@dataclass
+class EchoStream:
+    """What a stream of echoes gave: RTTs of the answered ones, how many were sent and
+    how many were still unanswered at the timeout (lost, or slower than it)."""
+
+    rtts: list[float] = field(default_factory=list)
+    sent: int = 0
+    lost: int = 0
+
+
+def echo_stream(
+    pinger: EchoSender,
+    target: str,
+    *,
+    every: float,
+    timeout: float,
+    clock: Callable[[], float],
+    stop: Callable[[], bool] | None = None,
+    count: int | None = None,
+) -> EchoStream:
+    """Echo `target` every `every` seconds until `stop()` or `count` echoes, each one
+    waited for up to `timeout` with the others in flight, matched by key.
+
+    Sending never waits for an answer, so an echo that queues for several seconds
+    behind a test's traffic is still timed, not dropped; after the last send the
+    answers still due are waited for (up to `timeout`).
+    """
+    out = EchoStream()
+    pending: dict[int, float] = {}
+    next_send = clock()
+    while True:
+        now = clock()
+        sending = (count is None or out.sent < count) and not (stop is not None and stop())
+        if sending and now >= next_send:
+            pending[pinger.send(target)] = now
+            out.sent += 1
+            next_send = max(next_send + every, now)
+            continue
+        for key, sent_at in list(pending.items()):
+            if now - sent_at >= timeout:
+                del pending[key]
+                out.lost += 1
+        if not sending and not pending:
+            return out
+        due = [sent_at + timeout for sent_at in pending.values()]
+        if sending:
+            due.append(next_send)
+        for key, rtt in pinger.replies(max(0.0, min(due) - now)):
+            if pending.pop(key, None) is not None:
+                out.rtts.append(rtt)
 
 
 def first_isp_hop(

@@ -32,7 +32,7 @@ from appliance.link import emulated, schedule, store
 from appliance.link import gate as gate_mod
 from appliance.link.iperf import BackendError, Iperf3Backend
 from appliance.link.outage import LAYERS, Layer, OutageTracker, ProbeRound, localize
-from appliance.link.probes import Pinger, Prober, Sample, box_works
+from appliance.link.probes import EchoStream, Pinger, Prober, Sample, box_works, echo_stream
 from appliance.link.throughput import (
     Measurement,
     added_delay,
@@ -53,6 +53,9 @@ WINDOW_ROUNDS = 30
 TRACEROUTE_EVERY = 3600.0
 HOUSEKEEPING_EVERY = 600.0
 LOAD_SAMPLE_EVERY = 0.2
+# An RTT sample under load is waited for this long, with others in flight; one still
+# unanswered then counts as this delay (grade F), see throughput.added_delay.
+LOAD_TIMEOUT = 3.0
 IDLE_SAMPLES = 5
 
 
@@ -671,7 +674,8 @@ class LinkService:
         result["trigger"] = trigger
         try:
             with self._db_lock:
-                store.record_test(self.conn, **result)
+                store.record_test(self.conn, **{k: v for k, v in result.items()
+                                                if k in store.TEST_COLUMNS})
         except sqlite3.Error as exc:
             log.warning("test result not stored: %s", exc)
         self.metrics.tests.labels(result["result"]).inc()
@@ -711,19 +715,24 @@ class LinkService:
             if not gate.passed:
                 return {"result": "skipped_busy" if gate.reason == "line busy" else "failed",
                         "detail": f"{gate.reason} (peak {gate.peak_rate:.0f} B/s)"}
-        target = self.prober.isp_hop or link.anchors[0]
+        # The association's server (the first anchor; the iperf3 server as a rule): a host
+        # we run answers echoes from its kernel, unpoliced, along the test's own path.
+        # Not the box: its LAN address is before the queues. Not the ISP hop: routers
+        # answer echoes on their slow path and rate-limit them, more so under load, and
+        # here an unanswered echo counts as a delay of LOAD_TIMEOUT.
+        target = link.anchors[0]
         pinger = self.load_pinger()
         try:
             self._phase("idle latency")
-            idle = [r for r in (self._sample(pinger, target) for _ in range(IDLE_SAMPLES)) if r]
-            loaded: list[float] = []
+            idle = echo_stream(pinger, target, every=LOAD_SAMPLE_EVERY, timeout=LOAD_TIMEOUT,
+                               clock=self.clock, count=IDLE_SAMPLES)
             done = threading.Event()
+            loaded = EchoStream()
 
             def sample_under_load() -> None:
-                while not done.is_set():
-                    rtt = self._sample(pinger, target)
-                    if rtt is not None:
-                        loaded.append(rtt)
+                nonlocal loaded
+                loaded = echo_stream(pinger, target, every=LOAD_SAMPLE_EVERY,
+                                     timeout=LOAD_TIMEOUT, clock=self.clock, stop=done.is_set)
 
             sampler = threading.Thread(target=sample_under_load, name="link-load-rtt",
                                        daemon=True)
@@ -738,10 +747,17 @@ class LinkService:
             finally:
                 self._load(False, completed=completed)
                 done.set()
-                sampler.join(timeout=5)
+                sampler.join(timeout=LOAD_TIMEOUT + 2)
         finally:
             pinger.close()
-        delay = added_delay(idle, loaded)
+        delay = added_delay(idle.rtts, loaded.rtts, lost=loaded.lost, timeout=LOAD_TIMEOUT)
+        loaded_rtts = loaded.rtts + [LOAD_TIMEOUT] * loaded.lost if idle.rtts else loaded.rtts
+        detail = measured.detail
+        if loaded.lost:
+            detail = "; ".join(filter(None, [detail, (
+                f"{loaded.lost} of {loaded.sent} RTT samples under load unanswered within "
+                f"{LOAD_TIMEOUT:g} s" + ("" if idle.rtts else f" (and all idle ones: {target}"
+                                         " does not answer, not graded)"))]))
         down_ratio = contract_ratio(measured.download_bps, link.contracted_download_mbps * 1e6)
         up_ratio = contract_ratio(measured.upload_bps, link.contracted_upload_mbps * 1e6)
         at = self.wall()
@@ -754,19 +770,17 @@ class LinkService:
             "upload_bps": measured.upload_bps,
             "download_ratio": down_ratio,
             "upload_ratio": up_ratio,
-            "idle_rtt_s": statistics.median(idle) if idle else None,
-            "loaded_rtt_s": statistics.median(loaded) if loaded else None,
+            "idle_rtt_s": statistics.median(idle.rtts) if idle.rtts else None,
+            # With the unanswered samples at LOAD_TIMEOUT, as graded.
+            "loaded_rtt_s": statistics.median(loaded_rtts) if loaded_rtts else None,
             "added_delay_s": delay,
             "grade": grade(delay) if delay is not None else None,
-            "bytes": measured.bytes_used,
-            "detail": measured.detail or None,
+            "loaded_samples": loaded.sent,
+            "loaded_lost": loaded.lost,
+            # The sampler's echoes cross the line too: the data budget pays for them.
+            "bytes": measured.bytes_used + int(getattr(pinger, "bytes", 0)),
+            "detail": detail or None,
         }
-
-    def _sample(self, pinger: Pinger, target: str) -> float | None:
-        started = self.clock()
-        rtt = pinger.ping([target], 1.0, attempts=1)[target][2]
-        self.sleep(max(0.0, LOAD_SAMPLE_EVERY - (self.clock() - started)))
-        return rtt
 
     # --- commands over the UNIX socket ---------------------------------------------
 

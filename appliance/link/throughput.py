@@ -36,16 +36,23 @@ def grade(added_delay: float) -> str:
     return WORST_GRADE
 
 
-def added_delay(idle_rtts: Sequence[float], loaded_rtts: Sequence[float]) -> float | None:
+def added_delay(
+    idle_rtts: Sequence[float], loaded_rtts: Sequence[float], *, lost: int = 0,
+    timeout: float = 0.0,
+) -> float | None:
     """Median RTT under load minus median idle RTT (seconds, never negative).
 
     Medians, because one lost-then-retransmitted probe must not decide the grade.
-    None when either side has no sample (every probe lost: the grade is unknown,
-    not A+).
+    `lost` samples under load went unanswered within `timeout`: each counts as
+    `timeout` (a lower bound of its delay), so a line whose queue holds more than the
+    timeout grades F instead of being graded from its few fast answers. None when the
+    target answered no idle sample (it says nothing about this line), or when nothing
+    was sampled under load (the grade is unknown, not A+).
     """
-    if not idle_rtts or not loaded_rtts:
+    loaded = [*loaded_rtts, *([timeout] * lost)]
+    if not idle_rtts or not loaded:
         return None
-    return max(0.0, statistics.median(loaded_rtts) - statistics.median(idle_rtts))
+    return max(0.0, statistics.median(loaded) - statistics.median(idle_rtts))
 
 
 def contract_ratio(measured_bps: float | None, contracted_bps: float) -> float | None:

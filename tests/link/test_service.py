@@ -77,13 +77,26 @@ class FakeBackend:
 class FakePinger:
     """Idle RTT 10 ms, then 10 ms + `added` once the backend has started."""
 
+    bytes = 0
+
     def __init__(self, service_ref):
         self.service_ref = service_ref
+        self.due = {}
 
-    def ping(self, targets, timeout, attempts=1):
-        state = self.service_ref[0].test_state or {}
+    def send(self, target):
+        service = self.service_ref[0]
+        state = service.test_state or {}
         rtt = 0.010 + (0.085 if state.get("phase") in ("download", "upload") else 0.0)
-        return {t: (1, 1, rtt) for t in targets}
+        self.due[len(self.due) + 1] = (service.clock() + rtt, rtt)
+        return len(self.due)
+
+    def replies(self, wait):
+        service = self.service_ref[0]
+        service.sleep(wait)
+        got = [(k, rtt) for k, (at, rtt) in self.due.items() if at <= service.clock() + 1e-9]
+        for k, _rtt in got:
+            self.due[k] = (float("inf"), 0.0)
+        return got
 
     def close(self):
         pass
