@@ -149,6 +149,10 @@ def _wifi(text: str, config: str, url: str, panel: urllib.request.OpenerDirector
             break
         time.sleep(1)
     assert len(grown) >= 2 and grown[-1] > grown[0], seen  # saved every 5 s in the demo
+    # Its current rate, from its own counters in the dry-run ruleset (50 MB at 5 Mbit/s).
+    row = next(r for r in page.split("<tr") if f"<code>{browser}</code>" in r)
+    rate = re.search(r"↓ (\d+\.\d) Mbit/s", row)
+    assert rate and float(rate.group(1)) > 0, row
     assert "Invité" in page and "Membre" in page  # the emulated members' devices too
 
     body = urllib.request.urlopen(gateway_metrics, timeout=10).read().decode()

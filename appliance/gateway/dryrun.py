@@ -11,8 +11,11 @@ commands, the legal log, metrics), with no privilege and no network:
   table, chain or element). It knows nothing of the telecentre's rule layout: an
   emulated packet is *evaluated* through the forward hook's base chains, generically
   (matches on meta/payload/ct fields, sets, verdict maps, jump/goto, named and
-  anonymous `quota`, `limit` and `counter`), so a quota counts what crosses it and
-  cuts the packet that reaches its limit, as the kernel does, whatever the rules are.
+  anonymous `quota`, `limit` and `counter`, objects picked by a map such as
+  `counter name ip daddr map @downc4`, and `meta|ct KEY set VALUE|map`, which later
+  rules see and `last_set` records), so a quota counts what crosses it and cuts the
+  packet that reaches its limit, and a device's own counters count its bytes, as the
+  kernel does, whatever the rules are.
 - `DryRunTc` answers `TcRunner`'s calls and keeps the batches it was given.
 - `EmulatedNeighbours` answers `NeighbourLookup.mac_of` from the emulated devices.
 - `Emulator` is the traffic source: emulated Wi-Fi devices (members', vouchers' and
@@ -53,7 +56,7 @@ _UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024**2}
 _PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0, "week": 604800.0}
 _VERDICTS = ("accept", "drop", "reject", "return", "continue", "jump", "goto", "queue")
 # Statements with no effect on whether a forwarded packet passes (NAT, marks, logs...).
-_NO_EFFECT = ("masquerade", "snat", "dnat", "redirect", "mangle", "log", "notrack",
+_NO_EFFECT = ("masquerade", "snat", "dnat", "redirect", "log", "notrack",
               "xt", "set", "map", "tproxy", "synproxy", "ct helper", "dup", "fwd")
 
 
@@ -118,6 +121,9 @@ class DryRunNft:
         self.clock = clock
         self.tables: dict[tuple[str, str], dict[str, Any]] = {}
         self.batches = 0
+        # What the last `forward` set with `meta|ct KEY set ...` ("meta priority": the
+        # htb class id the ruleset gives a device's packets), for tests and the curious.
+        self.last_set: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._handle = 0
 
@@ -366,11 +372,15 @@ class DryRunNft:
         with self._lock:
             now = self.clock()
             passing = count
+            self.last_set = {}
             for table_key, chain in self._hooked("forward"):
                 if passing <= 0:
                     break
-                ctx = _Eval(self, self.tables[table_key], packet, size, now)
+                # What an earlier chain set (skb->priority...) stays with the packet.
+                ctx = _Eval(self, self.tables[table_key], {**packet, **self.last_set}, size,
+                            now)
                 verdicts = ctx.chain(chain, passing)
+                self.last_set.update(ctx.set_fields)
                 policy = self.tables[table_key]["chains"][chain]["spec"].get("policy", "accept")
                 passing = sum(n for v, n in verdicts if v == "accept"
                               or (v == "return" and policy == "accept"))
@@ -406,6 +416,7 @@ class _Eval:
         self.nft, self.table, self.size, self.now = nft, table, size, now
         self.packet = {k: _norm(v) for k, v in packet.items()}
         self.depth = 0
+        self.set_fields: dict[str, Any] = {}  # what `meta|ct KEY set` statements set
 
     def chain(self, name: str, count: int) -> list[tuple[str, int]]:
         """[(verdict, packets)]: accept, drop, or return (fell off the chain's end)."""
@@ -469,6 +480,10 @@ class _Eval:
                 spec["bytes"] = int(spec.get("bytes", 0))
                 spec["packets"] = spec.get("packets", 0) + n
                 spec["bytes"] = spec.get("bytes", 0) + n * self.size
+            elif key == "mangle":
+                if not self.mangle(arg):  # a map with no element: the rule stops
+                    out.append((None, n))
+                    return out
             elif key == "vmap":
                 verdict = self.lookup(arg["key"], arg["data"])
                 if verdict is None:
@@ -578,6 +593,31 @@ class _Eval:
         except (TypeError, KeyError):
             return False
 
+    def mangle(self, arg: dict[str, Any]) -> bool:
+        """`meta priority set ip daddr map @prio4` and the like: the field takes the value
+        (a map's, if it is one), and later rules and chains see it. False when a map has
+        no element for the packet (the kernel ends the rule there, nothing set)."""
+        field = self._field_name(arg.get("key"))
+        value = arg.get("value")
+        if isinstance(value, dict) and "map" in value:
+            value = self.lookup(value["map"]["key"], value["map"]["data"])
+            if value is None:
+                return False
+        else:
+            value = self.value(value)
+        if field is not None:  # a payload rewrite (not emulated) changes no verdict here
+            self.packet[field] = _norm(value)
+            self.set_fields[field] = value
+        return True
+
+    @staticmethod
+    def _field_name(expr: Any) -> str | None:
+        if isinstance(expr, dict) and "meta" in expr:
+            return f"meta {expr['meta']['key']}"
+        if isinstance(expr, dict) and "ct" in expr:
+            return f"ct {expr['ct']['key']}"
+        return None
+
     def lookup(self, key: Any, data: Any) -> Any:
         wanted = self.value(key)
         if isinstance(data, str) and data.startswith("@"):
@@ -601,9 +641,12 @@ class DryRunTc:
     def batch(self, commands: Iterable[Sequence[str]], *, force: bool = False) -> None:
         self.commands += [list(c) for c in commands]
 
-    def probe_leaf(self, dev: str) -> str:
-        rs.check_ifname(dev)
-        return self.leaf
+    def probe_leaf(self, dev: str, *others: str) -> Any:
+        from appliance.gateway.shaping import DEFAULT_FRAME, Leaf
+
+        for d in (dev, *others):
+            rs.check_ifname(d)
+        return Leaf(self.leaf, None if self.leaf == "cake" else DEFAULT_FRAME)
 
 
 # --- the emulated LAN: devices, their traffic, the neighbour table --------------------------

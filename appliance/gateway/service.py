@@ -34,9 +34,9 @@ from appliance.sdnotify import notify
 log = logging.getLogger(__name__)
 
 CLASSES = ("guest", "voucher", "member")
-PURGE_EVERY = 3600.0
+PURGE_EVERY = 3600.0  # the legal log's retention is counted in days: hourly is plenty
 # How soon a spent "block" owner's HTTP meets the quota-reached page (one nft read).
-SPENT_CHECK_SECONDS = 5.0  # the legal log's retention is counted in days: hourly is plenty
+SPENT_CHECK_SECONDS = 5.0
 # Bounds on an admin's voucher batch: a sheet of paper, not a way to fill the disk.
 VOUCHER_BATCH_MAX = 200
 VOUCHER_DEVICES_MAX = 10
@@ -608,20 +608,38 @@ class GatewayService:
             (now, reason, c.up, c.down, device.mac),
         )
 
-    def kick(self, mac: str, reason: str = "kicked", *, ended_at: float | None = None) -> bool:
+    def _read_last_bytes(self) -> None:
+        """The sessions' last bytes, before their counters go (one listing of the table)."""
+        try:
+            self._read_devices()
+        except rs.NftError as exc:
+            log.error("a session's last bytes were not read (%s)", type(exc).__name__)
+
+    def _end_sessions(self, ends: list[tuple[str, str, float | None]]) -> list[str]:
+        """Kick several devices, (mac, reason, ended_at) each, after one read of the
+        kernel's counters for all of them (a presence round, expired or revoked
+        vouchers): not one `nft list` per device. The MACs whose session ended."""
+        if not ends:
+            return []
+        with self._lock:
+            self._read_last_bytes()
+            return [mac for mac, reason, at in ends
+                    if self.kick(mac, reason, ended_at=at, read=False)]
+
+    def kick(self, mac: str, reason: str = "kicked", *, ended_at: float | None = None,
+             read: bool = True) -> bool:
         """Take a device off the internet now; False if it was not authorized.
 
         `ended_at`: when the session really ended, if earlier than now (a device that
-        left: the last time it answered)."""
+        left: the last time it answered). `read=False`: the caller has just read the
+        counters (`_end_sessions`)."""
         mac = rs.normalize_mac(mac)
         with self._lock:
             device = self.devices.get(mac)
             if device is None:
                 return False
-            try:
-                self._read_devices()  # the session's last bytes, before its counters go
-            except rs.NftError as exc:
-                log.error("a session's last bytes were not read (%s)", type(exc).__name__)
+            if read:
+                self._read_last_bytes()
             self._apply(rs.remove_device_commands(device))
             del self.devices[mac]
             self.last_seen.pop(mac, None)
@@ -657,7 +675,7 @@ class GatewayService:
             log.error("presence probe failed (%s)", type(exc).__name__)
             return []
         by_ip = {lease.ip: lease.mac for lease in leases.values()}
-        gone = []
+        ends: list[tuple[str, str, float | None]] = []
         with self._lock:
             for mac in seen:
                 self.last_seen[mac] = now
@@ -668,8 +686,8 @@ class GatewayService:
                 if silent >= limit or (leased_to is not None and leased_to != mac
                                        and mac not in seen):
                     # The legal log's end: the last time the device answered, not now.
-                    if self.kick(mac, "left", ended_at=self.last_seen[mac]):
-                        gone.append(mac)
+                    ends.append((mac, "left", self.last_seen[mac]))
+            gone = self._end_sessions(ends)
         if gone:
             self.metrics.sessions_ended.labels("left").inc(len(gone))
             log.info("%d device(s) left the LAN: sessions ended", len(gone))
@@ -691,9 +709,8 @@ class GatewayService:
                     (*sorted(ids), now),
                 )
             }
-            macs = [m for m, d in self.devices.items()
-                    if d.owner.kind == "voucher" and d.owner.id in over]
-            gone = [m for m in macs if self.kick(m, "expired")]
+            gone = self._end_sessions([(m, "expired", None) for m, d in self.devices.items()
+                                       if d.owner.kind == "voucher" and d.owner.id in over])
         if gone:
             self.metrics.sessions_ended.labels("expired").inc(len(gone))
             log.info("%d device(s) of expired vouchers disconnected", len(gone))
@@ -873,8 +890,8 @@ class GatewayService:
                 (self.wall(), voucher_id),
             )
             owner = rs.Owner("voucher", voucher_id)
-            macs = [d.mac for d in self.devices.values() if d.owner == owner]
-            kicked = sum(self.kick(mac, "revoked") for mac in macs)
+            kicked = len(self._end_sessions([(d.mac, "revoked", None)
+                                             for d in self.devices.values() if d.owner == owner]))
         return cur.rowcount == 1, kicked
 
     def cmd_voucher_create(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -323,3 +323,134 @@ def test_emulate_arguments():
     with pytest.raises(ValueError, match="--as"):
         emulate_request("download", ["guest-1", "5"], "M0001")
     assert sys.modules["appliance.gateway.dryrun"] is dryrun
+
+
+# --- per-device counters and priorities through maps; sessions ended in one read ---------------
+
+
+def test_device_counters_and_priority_are_reached_through_their_maps():
+    """The ruleset's `counter name ... map @upc4/@downc4` and `meta priority set ... map
+    @prio4`, evaluated generically: each device's bytes land in its own counters, its
+    packets carry its htb class, and a packet with no element in a map leaves the rule
+    with nothing counted or set."""
+    laptop = rs.Device.parse("02:aa:bb:cc:dd:02", "10.42.0.21", GUEST)
+    nft = DryRunNft()
+    nft.apply(rs.full_ruleset(NET, [rs.OwnerQuota(GUEST, 10**9)], [PHONE, laptop]) + [
+        # A later base chain sees the priority an earlier one set (skb->priority).
+        rs._add("counter", name="c_prio"),
+        rs._base_chain("later", "filter", "forward", 10),
+        rs._rule("later", rs._match(rs._meta("priority"), rs.class_id(PHONE.ip)),
+                 {"counter": "c_prio"}),
+    ])
+    assert nft.forward(_up(PHONE), 3) == 3
+    assert nft.last_set == {"meta priority": rs.class_id(PHONE.ip)} == {"meta priority": "1:1014"}
+    assert nft.forward(_down(PHONE), 5) == 5
+    assert nft.last_set == {"meta priority": "1:1014"}
+    _quotas, counts = rs.read_counts(nft)
+    assert counts == {PHONE.mac: rs.DeviceBytes(3 * PACKET, 5 * PACKET),
+                      laptop.mac: rs.DeviceBytes(0, 0)}
+    c_prio = next(x["counter"] for x in nft.list_table()
+                  if x.get("counter", {}).get("name") == "c_prio")
+    assert (c_prio["packets"], c_prio["bytes"]) == (8, 8 * PACKET)
+    # Another MAC with the laptop's IP: prio4 is keyed on the IP alone (as in the
+    # kernel, the priority is set), upc4 on MAC and IP (nothing counted); then dropped.
+    stranger = rs.Device.parse("02:aa:bb:cc:dd:09", "10.42.0.21", GUEST)
+    assert nft.forward(_up(stranger), 4) == 0
+    assert nft.last_set == {"meta priority": "1:1015"}
+    assert rs.read_counts(nft)[1][laptop.mac] == rs.DeviceBytes(0, 0)
+    unknown = rs.Device.parse("02:aa:bb:cc:dd:0a", "10.42.0.99", GUEST)
+    assert nft.forward(_up(unknown), 4) == 0
+    assert nft.last_set == {}  # no element in prio4: the rule ends, nothing set
+    assert nft.forward(_up(laptop), 2) == 2 and nft.last_set == {"meta priority": "1:1015"}
+    assert rs.read_counts(nft)[1][laptop.mac] == rs.DeviceBytes(2 * PACKET, 0)
+    # A device gone: its elements and counters with it.
+    nft.apply(rs.remove_device_commands(PHONE))
+    assert PHONE.mac not in rs.read_counts(nft)[1]
+
+
+def _counting_lists(nft: DryRunNft) -> list[int]:
+    calls = [0]
+    real = nft.list_table
+
+    def list_table(*args, **kw):
+        calls[0] += 1
+        return real(*args, **kw)
+
+    nft.list_table = list_table  # type: ignore[method-assign]
+    return calls
+
+
+def test_status_and_the_legal_log_have_each_device_s_bytes_and_rate(tmp_path):
+    cfg = _config(tmp_path, guest_mb=500)
+    dry = DryRun(cfg).start(traffic=False)
+    try:
+        emu = dry.emulator
+        emu.add("guest", 2)
+        emu.command({"action": "download", "name": "guest-1", "mb": 20})
+        emu.tick(1.0)
+        dry.service.cmd_status({})  # a first sample for the rates
+        __import__("time").sleep(1.1)  # rates need two reads a second apart
+        emu.tick(1.0)
+        devices = {d["mac"]: d for d in dry.service.cmd_status({})["devices"]}
+        for name in ("guest-1", "guest-2"):
+            d = emu.devices[name]
+            seen = devices[d.mac]
+            # The kernel's (here the emulator's) counters, exactly what crossed.
+            assert (seen["bytes_up"], seen["bytes_down"]) == (d.bytes_up, d.bytes_down)
+            assert seen["bytes_down"] > 0 and seen["rate_down_bps"] > 0
+        assert devices[emu.devices["guest-1"].mac]["rate_down_bps"] > devices[
+            emu.devices["guest-2"].mac]["rate_down_bps"]  # the one downloading
+        dry.service.persist()
+        rows = {r["mac"]: r for r in dry.service.conn.execute(
+            "SELECT mac, bytes_up, bytes_down FROM wifi_sessions WHERE ended_at IS NULL")}
+        for d in (emu.devices["guest-1"], emu.devices["guest-2"]):
+            assert (rows[d.mac]["bytes_up"], rows[d.mac]["bytes_down"]) == (d.bytes_up,
+                                                                             d.bytes_down)
+    finally:
+        dry.stop()
+
+
+def test_a_round_ending_many_sessions_reads_the_counters_once(tmp_path):
+    cfg = _config(tmp_path, guest_mb=500)
+    dry = DryRun(cfg).start(traffic=False)
+    try:
+        emu, svc = dry.emulator, dry.service
+        emu.add("guest", 4)
+        emu.add("voucher", 2)
+        emu.tick(1.0)
+        emu.tick(1.0)
+        lists = _counting_lists(dry.nft)
+        # Four devices leave the Wi-Fi: one presence round ends their sessions.
+        leaving = [emu.devices[f"guest-{i}"] for i in range(1, 5)]
+        sent = {d.mac: (d.bytes_up, d.bytes_down) for d in leaving}
+        for d in leaving:
+            emu.remove(d.name)
+        later = __import__("time").time() + cfg.gateway.absent_after_seconds + 1
+        assert sorted(svc.check_presence(later)) == sorted(sent)
+        assert lists[0] == 1  # one `nft list` for the round, not one per device
+        rows = {r["mac"]: r for r in svc.conn.execute(
+            "SELECT mac, end_reason, bytes_up, bytes_down FROM wifi_sessions")}
+        for mac, (up, down) in sent.items():
+            assert rows[mac]["end_reason"] == "left"
+            assert (rows[mac]["bytes_up"], rows[mac]["bytes_down"]) == (up, down) != (0, 0)
+        # Two vouchers expire at once (another round): one read again.
+        vouchers = [d for d in emu.devices.values() if d.role == "voucher"]
+        owners = {svc.devices[d.mac].owner.id for d in vouchers}
+        svc.conn.execute(f"UPDATE vouchers SET valid_until = 1 WHERE id IN "  # noqa: S608
+                         f"({','.join('?' * len(owners))})", sorted(owners))
+        lists[0] = 0
+        assert sorted(svc.expire_vouchers()) == sorted(d.mac for d in vouchers)
+        assert lists[0] == 1
+        assert {r["end_reason"] for r in svc.conn.execute(
+            "SELECT end_reason FROM wifi_sessions WHERE mac IN (?, ?)",
+            [d.mac for d in vouchers])} == {"expired"}
+        # A single kick still reads its own device's last bytes, once.
+        (late,) = emu.add("guest")
+        emu.tick(1.0)
+        lists[0] = 0
+        assert svc.kick(late.mac) and lists[0] == 1
+        row = svc.conn.execute("SELECT bytes_down FROM wifi_sessions WHERE mac = ?",
+                               (late.mac,)).fetchone()
+        assert row["bytes_down"] == late.bytes_down > 0
+    finally:
+        dry.stop()

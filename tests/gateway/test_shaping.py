@@ -68,7 +68,8 @@ def test_client_classes_caps_and_rules():
     assert _opt(down, "parent") == "1:20"
     assert (_opt(down, "ceil"), _opt(up, "ceil")) == ("5000kbit", "500kbit")
     qd = _find(cmds, "qdisc", "replace", "dev", "br-lan")[0]
-    assert qd[qd.index("handle") + 1 :] == ["1005:", "cake", "unlimited", "besteffort", "flows"]
+    assert qd[qd.index("handle") + 1 :] == ["1005:", "cake", "unlimited", "besteffort", "flows",
+                                             "split-gso"]
     assert not _find(cmds, "filter")  # classified by the priority the ruleset sets
 
 
@@ -141,14 +142,16 @@ def test_whole_setup_is_only_safe_tokens():
     assert text.count("\n") == len(sh.root_commands(LINE)) + 200 * 4
 
 
-def _fake_tc(tmp_path, fail_on: str = ""):
+def _fake_tc(tmp_path, fail_on: str | tuple[str, ...] = ""):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    patterns = "|".join(f'*"{p}"*' for p in ((fail_on,) if isinstance(fail_on, str) else fail_on))
     log = tmp_path / "calls"
     script = tmp_path / "tc"
     script.write_text(
         "#!/bin/sh\n"
         f'echo "$@" >> {log}\n'
         'if [ "$1" = "-batch" ] || [ "$1" = "-force" ]; then cat >> ' + str(log) + "; fi\n"
-        f'case "$*" in *"{fail_on or "@@never@@"}"*) echo nope >&2; exit 2;; esac\n'
+        f'case "$*" in {patterns if fail_on else "@@never@@"}) echo nope >&2; exit 2;; esac\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script, log
@@ -157,11 +160,14 @@ def _fake_tc(tmp_path, fail_on: str = ""):
 def test_runner_uses_one_batch_and_probes_the_best_leaf(tmp_path):
     tc, log = _fake_tc(tmp_path, fail_on="cake")
     runner = sh.TcRunner((str(tc),), ("true",))
-    assert runner.probe_leaf("eth0") == "fq_codel"
+    # fq_codel, with a splitting tbf in front sized to the default frame (`ip` said nothing).
+    assert runner.probe_leaf("eth0", "br0") == sh.Leaf("fq_codel", sh.DEFAULT_FRAME)
     runner.batch([["qdisc", "del", "dev", "br0", "root"], ["class", "del", "dev", "br0",
                                                            "classid", "1:1001"]])
     lines = log.read_text().splitlines()
     assert lines[-3:] == ["-batch -", "qdisc del dev br0 root", "class del dev br0 classid 1:1001"]
+    no_tbf, _ = _fake_tc(tmp_path / "x", fail_on=("cake", "fq_codel", "sfq", "tbf"))
+    assert sh.TcRunner((str(no_tbf),), ("true",)).probe_leaf("eth0") == sh.Leaf("pfifo")
     tc2, _ = _fake_tc(tmp_path / "..", fail_on="-batch")
     with pytest.raises(sh.TcError):
         sh.TcRunner((str(tc2),)).batch([["qdisc", "del", "dev", "br0", "root"]])
@@ -176,7 +182,7 @@ class _Recorder(sh.TcRunner):
     def batch(self, commands, *, force=False):
         self.batches.append([list(c) for c in commands])
 
-    def probe_leaf(self, dev):
+    def probe_leaf(self, dev, *others):
         return "pfifo"
 
 
@@ -213,5 +219,63 @@ def test_every_class_has_a_bucket_that_holds_a_millisecond_of_its_rate():
         rate, ceil = (int(_opt(c, k).removesuffix("kbit")) for k in ("rate", "ceil"))
         assert _opt(c, "burst") == f"{sh.burst_bytes(rate)}b"
         assert _opt(c, "cburst") == f"{sh.burst_bytes(ceil)}b"
-        assert _opt(c, "quantum") == str(sh.QUANTUM)
+        assert _opt(c, "quantum") == str(sh.SUPER_QUANTUM)  # 100 Gbit/s: not split
     sh.batch_text(cmds)  # every token is still a safe one
+
+
+def test_leaves_split_super_packets_below_a_gigabit_and_quanta_follow():
+    """htb's round robin is per packet once a packet is bigger than the quantum, and a
+    forwarded packet may be a 64 KiB GSO super-packet: below 1 Gbit/s each leaf splits
+    them into frames (cake itself, else a tbf in front of the queue) and the quantum is
+    one frame; from 1 Gbit/s nothing is split and the quantum is a whole super-packet."""
+    c = sh.ClientClass(5, IP, "member")
+    leaf = sh.Leaf("pfifo", 1518)
+    cmds = sh.client_commands(LINE, c, leaf)  # 30 / 1 Mbit/s: both sides split
+    for dev in ("br-lan", "eth0"):
+        tbf, child = _find(cmds, "qdisc", "replace", "dev", dev)
+        # The tbf goes first (a tbf change resets a fifo child's limit), then its queue.
+        assert (_opt(tbf, "parent"), _opt(tbf, "handle")) == ("1:1005", "1005:")
+        assert tbf[tbf.index("handle") + 2:] == [
+            "tbf", "rate", "10gbit", "burst", "1000000b", "peakrate", "1tbit", "mtu", "1518",
+            "limit", str(100 * 1518)]
+        assert (_opt(child, "parent"), _opt(child, "handle")) == ("1005:1", "2005:")
+        assert child[child.index("handle") + 2:] == ["pfifo", "limit", "100"]
+        (cls,) = _find(cmds, "class", "replace", "dev", dev)
+        assert _opt(cls, "quantum") == str(sh.QUANTUM)
+    # A gigabit download: that side keeps super-packets whole, with a quantum to match;
+    # the 1 Mbit/s upload side still splits.
+    fast = sh.Line("br-lan", "eth0", 1_000_000, 1_000, LINE.lan_network)
+    cmds = sh.client_commands(fast, c, leaf)
+    assert [q[q.index("handle") + 2] for q in _find(cmds, "qdisc", "replace", "dev", "br-lan")
+            ] == ["pfifo"]
+    assert [q[q.index("handle") + 2] for q in _find(cmds, "qdisc", "replace", "dev", "eth0")
+            ] == ["tbf", "pfifo"]
+    assert [_opt(x, "quantum") for x in _find(cmds, "class")] == [str(sh.SUPER_QUANTUM),
+                                                                 str(sh.QUANTUM)]
+    for x in _find(sh.root_commands(fast), "class", "replace", "dev", "br-lan"):
+        assert _opt(x, "quantum") == str(sh.SUPER_QUANTUM)  # every class of the side
+    assert sh.SUPER_QUANTUM >= 65_536 + 44 * 66  # 64 KiB and its segments' headers
+    # cake splits by itself (said explicitly: not every version's default), or not.
+    cake = sh.client_commands(fast, c, sh.Leaf("cake"))
+    assert [q[-1] for q in _find(cake, "qdisc")] == ["no-split-gso", "split-gso"]
+    # A kernel without tbf: the queue alone, nothing else changes.
+    assert [q[q.index("handle") + 2] for q in _find(sh.client_commands(LINE, c, "sfq"), "qdisc")
+            ] == ["sfq", "sfq"]
+    sh.batch_text(sh.setup_commands(LINE, [c], leaf))  # only safe tokens
+    for bad in ({"kind": "netem"}, {"frame": 10}, {"frame": True}, {"frame": 70_000}):
+        with pytest.raises(ValueError):
+            sh.Leaf(**{"kind": "pfifo", **bad})
+
+
+def test_the_shaper_sizes_the_splitter_to_the_interfaces_frames(tmp_path):
+    tc, log = _fake_tc(tmp_path, fail_on="cake")
+    ip = tmp_path / "ip"
+    ip.write_text('#!/bin/sh\ncase "$*" in *eth0*) echo \'[{"mtu": 1500}]\';; '
+                  '*) echo \'[{"mtu": 2304}]\';; esac\n')
+    ip.chmod(ip.stat().st_mode | stat.S_IEXEC)
+    runner = sh.TcRunner((str(tc),), (str(ip),))
+    assert runner.probe_leaf("eth0", "wlan0") == sh.Leaf("fq_codel", 2304 + 18)
+    shaper = sh.Shaper(sh.Line("wlan0", "eth0", 30_000, 1_000, LINE.lan_network), runner)
+    shaper.setup([(IP, "member", None, None)])
+    text = log.read_text()
+    assert "peakrate 1tbit mtu 2322 " in text and "parent 100b:1 handle 200b: fq_codel" in text
