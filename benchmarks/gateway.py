@@ -52,9 +52,14 @@ from appliance import config as config_mod  # noqa: E402
 from appliance import ipc  # noqa: E402
 from appliance.gateway import ruleset as rs  # noqa: E402
 from appliance.gateway import shaping as sh  # noqa: E402
-from appliance.runtime import init_state  # noqa: E402
-from tests.conftest import write_site_config  # noqa: E402
-from tests.gateway.netns import BOX, PORTAL_PORT, SERVER, Topology, run  # noqa: E402
+from tests.gateway.netns import (  # noqa: E402
+    BOX,
+    PORTAL_PORT,
+    SERVER,
+    Topology,
+    run,
+    topology_config,
+)
 from tests.gateway.traffic import compete, jain, start_servers  # noqa: E402
 
 FILLERS = 200
@@ -111,12 +116,8 @@ def fairness(topo: Topology, ports: list[int], seconds: float) -> tuple[float, l
 
 
 def gateway_config(base: Path) -> config_mod.Config:
-    path = write_site_config(base)
-    text = path.read_text()
-    for old, new in (
-        ('lan_interface = "wlan0"', 'lan_interface = "br0"'),
-        ('wan_interface = "eth0"', 'wan_interface = "wan0"'),
-        ("lan_is_bridge = false", "lan_is_bridge = true"),
+    return topology_config(
+        base,
         # The line above what the VM forwards: the ratio measures the rules, not a cap.
         ("line_down_mbit = 30", "line_down_mbit = 100000"),
         ("line_up_mbit = 1", "line_up_mbit = 100000"),
@@ -125,13 +126,7 @@ def gateway_config(base: Path) -> config_mod.Config:
         ("up_mbit = 1\n", "up_mbit = 100000\n"),
         # Nor a quota: the runs move tens of GB (spent, the member would be throttled).
         ("daily_quota_mb = 20000", "daily_quota_mb = 10000000"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text)
-    cfg = config_mod.load(path)
-    init_state(cfg)
-    return cfg
+    )
 
 
 def leaf_classes(topo: Topology) -> int:

@@ -543,24 +543,21 @@ class GatewayService:
     # --- neighbour pins: an IP stays bound to the MAC that logged in --------------------
 
     def _pin(self, device: rs.Device) -> None:
-        pin = getattr(self.neighbours, "pin", None)  # a stand-in lookup may have none
-        if pin is None:
-            return
-        try:
-            pin(str(device.ip), device.mac)
-        except (NeighbourError, OSError, ValueError, subprocess.SubprocessError) as exc:
-            self.metrics.neigh_errors.inc()
-            log.error("a device's neighbour entry was not pinned (%s)", type(exc).__name__)
+        self._neighbour("pin", device, "a device's neighbour entry was not pinned")
 
     def _unpin(self, device: rs.Device) -> None:
-        unpin = getattr(self.neighbours, "unpin", None)
-        if unpin is None:
+        self._neighbour("unpin", device, "a device's neighbour pin was not removed")
+
+    def _neighbour(self, action: str, device: rs.Device, failure: str) -> None:
+        """Pin or unpin; a failure is counted and logged (no address), never raised."""
+        call = getattr(self.neighbours, action, None)  # a stand-in lookup may have none
+        if call is None:
             return
         try:
-            unpin(str(device.ip), device.mac)
+            call(str(device.ip), device.mac)
         except (NeighbourError, OSError, ValueError, subprocess.SubprocessError) as exc:
             self.metrics.neigh_errors.inc()
-            log.error("a device's neighbour pin was not removed (%s)", type(exc).__name__)
+            log.error("%s (%s)", failure, type(exc).__name__)
 
     def _unshape(self, device: rs.Device) -> None:
         if self.shaper is None:

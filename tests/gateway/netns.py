@@ -314,3 +314,31 @@ def socket_in_netns(ns: str):
         return box["sock"]
 
     return factory
+
+
+# The site config's [gateway] interfaces, as this topology names them.
+TOPOLOGY_INTERFACES = (
+    ('lan_interface = "wlan0"', 'lan_interface = "br0"'),
+    ("ISP box's side.\nwan_interface = \"eth0\"", "ISP box's side.\nwan_interface = \"wan0\""),
+    ("lan_is_bridge = false", "lan_is_bridge = true"),
+)
+
+
+def topology_config(base, *replacements: tuple[str, str]):
+    """A site config in `base` for this topology (br0 bridge LAN, wan0 WAN), with the
+    state initialised; `replacements` are further (old, new) edits of the config's text,
+    each of which must match (a renamed key fails loudly instead of testing defaults)."""
+    from appliance import config as config_mod
+    from appliance.runtime import init_state
+    from tests.conftest import write_site_config
+
+    path = write_site_config(base)
+    text = path.read_text()
+    for old, new in (*TOPOLOGY_INTERFACES, *replacements):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    cfg = config_mod.load(path)
+    assert cfg.gateway.lan_interface == "br0" and cfg.gateway.wan_interface == "wan0"
+    init_state(cfg)
+    return cfg

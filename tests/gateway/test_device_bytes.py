@@ -22,9 +22,8 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.gateway import ruleset as rs
 from appliance.gateway.service import GatewayService
-from appliance.runtime import init_state
-from tests.conftest import require_tool, write_site_config
-from tests.gateway.netns import SERVER
+from tests.conftest import require_tool
+from tests.gateway.netns import SERVER, topology_config
 from tests.gateway.traffic import iperf3, start_servers
 
 pytestmark = pytest.mark.slow
@@ -39,19 +38,7 @@ def down_bounds(n: int) -> tuple[int, int]:
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> config_mod.Config:
-    path = write_site_config(tmp_path)
-    text = path.read_text()
-    for old, new in (
-        ('lan_interface = "wlan0"', 'lan_interface = "br0"'),
-        ('wan_interface = "eth0"', 'wan_interface = "wan0"'),
-        ("lan_is_bridge = false", "lan_is_bridge = true"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text)
-    c = config_mod.load(path)
-    init_state(c)
-    return c
+    return topology_config(tmp_path)
 
 
 def _row(svc: GatewayService, mac: str, open_only: bool = True):

@@ -24,9 +24,8 @@ from appliance.gateway import dnsmasq
 from appliance.gateway.neighbours import NeighbourLookup
 from appliance.gateway.presence import LeaseFile
 from appliance.gateway.service import GatewayService
-from appliance.runtime import init_state
-from tests.conftest import require_root, require_tool, write_site_config
-from tests.gateway.netns import BOX, SERVER, Client, Topology, run
+from tests.conftest import require_root, require_tool
+from tests.gateway.netns import BOX, SERVER, Client, Topology, run, topology_config
 
 pytestmark = pytest.mark.slow
 
@@ -152,22 +151,12 @@ def topo():
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> config_mod.Config:
-    path = write_site_config(tmp_path)
-    text = path.read_text()
-    for old, new in (
-        ('lan_interface = "wlan0"', 'lan_interface = "br0"'),
-        ("ISP box's side.\nwan_interface = \"eth0\"", "ISP box's side.\nwan_interface = \"wan0\""),
-        ("lan_is_bridge = false", "lan_is_bridge = true"),
+    return topology_config(
+        tmp_path,
         ("portal_port = 8088", f"portal_port = {PORTAL_PORT}"),
         ('dhcp_first = ""', 'dhcp_first = "10.42.0.100"'),
         ('dhcp_last = ""', 'dhcp_last = "10.42.0.120"'),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text)
-    c = config_mod.load(path)
-    init_state(c)
-    return c
+    )
 
 
 def _start(topo: Topology, ns: str, *args: str) -> subprocess.Popen:

@@ -12,9 +12,7 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.gateway import ruleset as rs
 from appliance.gateway.service import GatewayService
-from appliance.runtime import init_state
-from tests.conftest import write_site_config
-from tests.gateway.netns import SERVER
+from tests.gateway.netns import SERVER, topology_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +27,12 @@ class Clock:
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> config_mod.Config:
-    path = write_site_config(tmp_path)
-    text = path.read_text()
-    text = text.replace('lan_interface = "wlan0"', 'lan_interface = "br0"')
-    text = text.replace(
-        "ISP box's side.\nwan_interface = \"eth0\"", "ISP box's side.\nwan_interface = \"wan0\""
+    return topology_config(
+        tmp_path,
+        ("daily_quota_mb = 1000", "daily_quota_mb = 1"),  # guests: 1 MB
+        ("daily_quota_mb = 20000", "daily_quota_mb = 2"),  # members: 2 MB
+        ('when_spent = "throttle"', 'when_spent = "block"'),  # cut, not slowed
     )
-    text = text.replace("lan_is_bridge = false", "lan_is_bridge = true")
-    text = text.replace("daily_quota_mb = 1000", "daily_quota_mb = 1")  # guests: 1 MB
-    text = text.replace("daily_quota_mb = 20000", "daily_quota_mb = 2")  # members: 2 MB
-    text = text.replace('when_spent = "throttle"', 'when_spent = "block"')  # cut, not slowed
-    path.write_text(text)
-    c = config_mod.load(path)
-    assert c.gateway.lan_interface == "br0" and c.gateway.wan_interface == "wan0"
-    init_state(c)
-    return c
 
 
 NOON = dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp()

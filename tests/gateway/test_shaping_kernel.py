@@ -19,7 +19,7 @@ import pytest
 from appliance.gateway import ruleset as rs
 from appliance.gateway import shaping as sh
 from tests.conftest import require_root, require_tool
-from tests.gateway.netns import BOX, PORTAL_PORT, SERVER, Topology, run
+from tests.gateway.netns import BOX, PORTAL_PORT, SERVER, Topology, run, topology_config
 from tests.gateway.traffic import compete, goodput_bps, jain, start_servers
 
 pytestmark = pytest.mark.slow
@@ -181,17 +181,9 @@ def test_the_box_s_own_upload_is_in_the_line_s_tree(topo):
 
 
 def test_the_service_shapes_on_authorize_and_unshapes_on_kick(topo, tmp_path):
-    from appliance import config as config_mod
     from appliance.gateway.service import GatewayService
-    from appliance.runtime import init_state
-    from tests.conftest import write_site_config
 
-    path = write_site_config(tmp_path)
-    text = path.read_text().replace('lan_interface = "wlan0"', 'lan_interface = "br0"')
-    text = text.replace('wan_interface = "eth0"', 'wan_interface = "wan0"')
-    path.write_text(text.replace("lan_is_bridge = false", "lan_is_bridge = true"))
-    cfg = config_mod.load(path)
-    init_state(cfg)
+    cfg = topology_config(tmp_path)
     runner = sh.TcRunner(("ip", "netns", "exec", topo.gw, "tc"), ("ip", "-n", topo.gw))
     shaper = sh.Shaper(sh.line_from_config(cfg.gateway), runner, lan_is_bridge=True)
     svc = GatewayService(
