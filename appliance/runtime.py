@@ -83,6 +83,27 @@ def catch_stop_signals() -> Callable[[], int]:
     return wait
 
 
+def serve_until_stopped(status: str, *stops: Callable[[], object]) -> int:
+    """A service's main thread once it is running: tell systemd READY=1 and `status`,
+    wait for SIGTERM or SIGINT, tell STOPPING=1, then call `stops` in order. Returns 0.
+
+    The signal handler is in place before READY=1: a stop right after must not kill the
+    process mid-way."""
+    from appliance.sdnotify import notify
+
+    wait_for_stop = catch_stop_signals()
+    notify("READY=1")
+    notify(f"STATUS={status}")
+    try:
+        signum = wait_for_stop()
+        log.info("stopping on %s", signal.Signals(signum).name)
+    finally:
+        notify("STOPPING=1")
+        for stop in stops:
+            stop()
+    return 0
+
+
 def wait_for_signal() -> int:
     """Block until SIGTERM or SIGINT; returns the signal number."""
     return catch_stop_signals()()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 
 from appliance.config import Config
@@ -13,8 +12,7 @@ from appliance.door.guardian import start_guardian
 from appliance.door.hardware import LOCK_LABEL, build_hardware
 from appliance.door.service import DoorService, load_site_secret
 from appliance.hardware import board
-from appliance.runtime import catch_stop_signals, serve_metrics
-from appliance.sdnotify import notify
+from appliance.runtime import serve_metrics, serve_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +80,5 @@ def run(config: Config) -> int:
         config.metrics_listen,
         metrics.server_port,
     )
-    wait_for_stop = catch_stop_signals()
-    notify("READY=1")
-    notify("STATUS=door ready")
-    try:
-        signum = wait_for_stop()
-        log.info("stopping on %s", signal.Signals(signum).name)
-    finally:
-        notify("STOPPING=1")
-        service.stop()  # relocks, then releases the pins
-        guardian.stop()
-        metrics.shutdown()
-    return 0
+    # service.stop relocks, then releases the pins.
+    return serve_until_stopped("door ready", service.stop, guardian.stop, metrics.shutdown)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +15,7 @@ def run(config) -> int:
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
     from appliance.gateway.shaping import Shaper, TcRunner, line_from_config
-    from appliance.runtime import catch_stop_signals, serve_metrics
-    from appliance.sdnotify import notify
+    from appliance.runtime import serve_metrics, serve_until_stopped
 
     # dnsmasq starts after us (its unit says so) and reads what we write here.
     path = dnsmasq.write(config)
@@ -56,15 +54,5 @@ def run(config) -> int:
         config.metrics_listen,
         metrics.server_port,
     )
-    # The handler is in place before READY=1: a stop right after must not kill us mid-way.
-    wait_for_stop = catch_stop_signals()
-    notify("READY=1")
-    notify("STATUS=gateway ready")
-    try:
-        signum = wait_for_stop()
-        log.info("stopping on %s", signal.Signals(signum).name)
-    finally:
-        notify("STOPPING=1")
-        (dry or service).stop()  # saves the counts; the table stays for the next start
-        metrics.shutdown()
-    return 0
+    # Stopping saves the counts; the table stays for the next start.
+    return serve_until_stopped("gateway ready", (dry or service).stop, metrics.shutdown)

@@ -7,12 +7,11 @@ the state directory, no other capability (see systemd/).
 from __future__ import annotations
 
 import logging
-import signal
 
 from appliance.config import Config
 from appliance.link.probes import NoRawSocket
 from appliance.link.service import LinkService
-from appliance.runtime import catch_stop_signals, serve_metrics
+from appliance.runtime import serve_metrics, serve_until_stopped
 from appliance.sdnotify import notify
 
 log = logging.getLogger(__name__)
@@ -34,15 +33,4 @@ def run(config: Config) -> int:
     log.info(
         "link service running; metrics on %s:%d", config.metrics_listen, metrics.server_port
     )
-    # The handler is in place before READY=1: a stop right after must not kill us mid-way.
-    wait_for_stop = catch_stop_signals()
-    notify("READY=1")
-    notify("STATUS=line monitor ready")
-    try:
-        signum = wait_for_stop()
-        log.info("stopping on %s", signal.Signals(signum).name)
-    finally:
-        notify("STOPPING=1")
-        service.stop()
-        metrics.shutdown()
-    return 0
+    return serve_until_stopped("line monitor ready", service.stop, metrics.shutdown)

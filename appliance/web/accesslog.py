@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+from flask import Blueprint, Response, jsonify, render_template, request
 
-from appliance import accesslog, db
+from appliance import accesslog
 from appliance.door.policy import REASON_LABELS, Reason
 from appliance.web.auth import login_required
-from appliance.web.common import clip, get_db, local_datetime, site_config
+from appliance.web.common import clip, csv_download, get_db, local_datetime, site_config
 from appliance.web.i18n import CATALOG, current_language, pick, translate
 
 bp = Blueprint("accesslog", __name__)
@@ -129,24 +128,8 @@ def index() -> Any:
 @login_required
 def export() -> Response:
     flt, _values, _errors = parse_filter(request.args)
-    config = site_config()
-
-    def generate() -> Iterator[str]:
-        # Its own connection: the response outlives the request's connection.
-        conn = db.connect(config.db_path)
-        try:
-            # A BOM so a spreadsheet opened by double-click reads the accents right.
-            yield "\ufeff"
-            yield from accesslog.export_csv(conn, flt, config.tz)
-        finally:
-            conn.close()
-
-    stamp = dt.datetime.fromtimestamp(time.time(), config.tz).strftime("%Y%m%d-%H%M")
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="journal-acces-{stamp}.csv"'},
-    )
+    tz = site_config().tz
+    return csv_download(lambda conn: accesslog.export_csv(conn, flt, tz), "journal-acces")
 
 
 @bp.route("/api/events")

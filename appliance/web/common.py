@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, g
+from flask import Response, current_app, g, stream_with_context
 
 from appliance import db, ipc
 from appliance.config import Config
@@ -32,6 +34,31 @@ def get_db() -> sqlite3.Connection:
     if conn is None:
         conn = g._db = db.connect(site_config().db_path)
     return conn
+
+
+def csv_download(
+    export: Callable[[sqlite3.Connection], Iterator[str]], filename: str
+) -> Response:
+    """A CSV file streamed from the database, named `filename`-YYYYmmdd-HHMM.csv in the
+    site's time. `export(conn)` yields its lines; it gets its own connection, since the
+    response outlives the request's. A BOM first, so a spreadsheet opened by double-click
+    reads the accents right."""
+    config = site_config()
+
+    def generate() -> Iterator[str]:
+        conn = db.connect(config.db_path)
+        try:
+            yield "\ufeff"
+            yield from export(conn)
+        finally:
+            conn.close()
+
+    stamp = dt.datetime.fromtimestamp(time.time(), config.tz).strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}-{stamp}.csv"'},
+    )
 
 
 def close_db(_exc: BaseException | None = None) -> None:

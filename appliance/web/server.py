@@ -31,19 +31,7 @@ def make_server(config: Config, host: str, port: int, *, app: Flask | None = Non
     string). `server.url` is the panel's address. Call `.run()` (blocks) and `.close()`.
     """
     app = app if app is not None else create_app(config)
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=THREADS,
-        ident="telecentre",
-        # Bounds on what one client can make the panel hold in memory.
-        max_request_body_size=1024 * 1024,
-        max_request_header_size=64 * 1024,
-        channel_timeout=60,
-    )
-    server.flask_app = app  # so callers reach the app (metrics registry) from the server
-    server.bound_port = int(server.socket.getsockname()[1])
+    server = _waitress(app, host, port, body=1024 * 1024, header=64 * 1024, timeout=60)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     if ":" in url_host:
         url_host = f"[{url_host}]"
@@ -67,15 +55,22 @@ def make_portal_server(
     from appliance.web.portal import create_portal_app
 
     app = create_portal_app(config, registry=registry, portal_url=portal_url)
+    return _waitress(app, host, port, body=64 * 1024, header=32 * 1024, timeout=30)
+
+
+def _waitress(app: Flask, host: str, port: int, *, body: int, header: int, timeout: int) -> Any:
+    """A bound waitress server for `app`, with bounds on what one client can make it hold
+    in memory (request body and headers, in bytes) and an idle-connection timeout (s).
+    `.flask_app` reaches the app (its metrics registry); `.bound_port` is the port."""
     server = waitress.create_server(
         app,
         host=host,
         port=port,
         threads=THREADS,
         ident="telecentre",
-        max_request_body_size=64 * 1024,
-        max_request_header_size=32 * 1024,
-        channel_timeout=30,
+        max_request_body_size=body,
+        max_request_header_size=header,
+        channel_timeout=timeout,
     )
     server.flask_app = app
     server.bound_port = int(server.socket.getsockname()[1])

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,17 +34,17 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 
-from appliance import db, members, wifi_accounts, wifilog
+from appliance import members, wifi_accounts, wifilog
 from appliance.web.auth import actor_name, admin_required, login_required
 from appliance.web.common import (
     COMMAND_TIMEOUT,
     STATUS_TIMEOUT,
     ServiceUnavailable,
     clip,
+    csv_download,
     get_db,
     service_call,
     site_config,
@@ -510,23 +510,9 @@ def legal_log() -> Any:
 @admin_required
 def legal_log_csv() -> Response:
     flt, _values, _errors = _log_filter(request.args)
-    config = site_config()
+    tz = site_config().tz
     _log_action("legal log export")
-
-    def generate() -> Iterator[str]:
-        conn = db.connect(config.db_path)  # the response outlives the request's connection
-        try:
-            yield "\ufeff"  # so a spreadsheet opened by double-click reads the accents
-            yield from wifilog.export_csv(conn, flt, config.tz)
-        finally:
-            conn.close()
-
-    stamp = dt.datetime.fromtimestamp(time.time(), config.tz).strftime("%Y%m%d-%H%M")
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="sessions-wifi-{stamp}.csv"'},
-    )
+    return csv_download(lambda conn: wifilog.export_csv(conn, flt, tz), "sessions-wifi")
 
 
 # --- a member's Wi-Fi secret (the web service's own table) ------------------------------------

@@ -10,6 +10,7 @@ and everything is removed in `close()`, processes by PID first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 GW_ADDR, BOX_LAN = "192.168.77.2", "192.168.77.1"
@@ -248,3 +250,24 @@ class Internet:
         for name in self.created:
             subprocess.run([self.ip, "netns", "del", name], capture_output=True, timeout=30)
             shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_internet(*extra_tools: str) -> Iterator[Internet]:
+    """The whole topology with its servers (fake DNS, iperf3, speedtest), removed even when
+    the test fails. Needs root and ip, tc, nft, iperf3 plus `extra_tools` (else skipped,
+    or failed under CI=true)."""
+    from tests.conftest import require_root, require_tool
+
+    require_root()
+    ip, tc = require_tool("ip"), require_tool("tc")
+    nft, iperf3 = require_tool("nft"), require_tool("iperf3")
+    for tool in extra_tools:
+        require_tool(tool)
+    net = Internet(ip, tc, nft)
+    try:
+        net.build()
+        net.start_servers(Path(__file__).parent, iperf3)
+        yield net
+    finally:
+        net.close()

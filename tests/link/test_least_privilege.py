@@ -31,13 +31,12 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.cli import build_parser
 from appliance.runtime import init_state
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_tool
 from tests.link import netns
 from tests.link.netns import ANCHOR1, ANCHOR2, BOX_LAN, ISP_CPE, RESOLVER, Internet
 from tests.link.test_netns import _clear, _drop_all, wait_for
 
 pytestmark = pytest.mark.slow
-HERE = Path(__file__).parent
 UNIT = netns.ROOT / "systemd" / "telecentre-link.service"
 NET_RAW_BIT = 1 << 13  # CAP_NET_RAW in /proc/PID/status capability masks
 
@@ -74,17 +73,8 @@ NO_CAPABILITIES = ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-al
 
 @pytest.fixture(scope="module")
 def internet() -> Iterator[Internet]:
-    require_root()
-    ip, tc = require_tool("ip"), require_tool("tc")
-    nft, iperf3 = require_tool("nft"), require_tool("iperf3")
-    require_tool("setpriv")
-    net = Internet(ip, tc, nft)
-    try:
-        net.build()
-        net.start_servers(HERE, iperf3)
+    with netns.running_internet("setpriv") as net:
         yield net
-    finally:
-        net.close()
 
 
 class Unprivileged:

@@ -21,7 +21,7 @@ from appliance import config as config_mod
 from appliance import ipc
 from appliance.link.throughput import shaped_goodput
 from appliance.runtime import init_state
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_tool
 from tests.link import netns
 from tests.link.netns import ANCHOR1, ANCHOR2, ISP_CPE, Internet
 
@@ -31,17 +31,8 @@ HERE = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def internet():
-    require_root()
-    ip, tc = require_tool("ip"), require_tool("tc")
-    nft, iperf3 = require_tool("nft"), require_tool("iperf3")
-    require_tool("ss")
-    net = Internet(ip, tc, nft)
-    try:
-        net.build()
-        net.start_servers(HERE, iperf3)
+    with netns.running_internet("ss") as net:
         yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,9 @@ def _service(internet: Internet, base: Path, env: dict[str, str] | None = None, 
     init_state(cfg)
     proc = internet.start_link_service(path, base / "link.log", env)
     try:
-        wait_for(lambda: _status(cfg).get("isp_hop") and _status(cfg)["layers"]["dns"], 20,
+        # Up, and a first round of samples in (the layers alone may be up before it).
+        wait_for(lambda: (s := _status(cfg)).get("isp_hop") and s["layers"]["dns"]
+                 and s.get("samples"), 20,
                  "the service to find the ISP hop and see the line up", base / "link.log")
         yield cfg, base / "link.log"
     finally:
@@ -246,7 +239,9 @@ def test_tests_on_a_bloated_line_make_no_outage_and_the_next_test_runs(
             # it out in flight (3 s timeout) instead of being dropped at 1 s, which graded
             # this line A from the few samples that came back fast.
             assert result["grade"] in ("D", "F"), result
-            assert result["loaded_rtt_s"] > 0.4 and result["loaded_samples"] >= 20, result
+            # One median over both directions' samples: it can fall between the phases,
+            # so it is held to grade D's floor (0.2 s), not F's; the old sampler read 0.012.
+            assert result["loaded_rtt_s"] > 0.2 and result["loaded_samples"] >= 20, result
             time.sleep(2.5)  # the rounds after the second test
             assert _status(cfg)["outage"] is None
             assert outages(cfg) == []
