@@ -12,7 +12,7 @@ commands, the legal log, metrics), with no privilege and no network:
   emulated packet is *evaluated* through the forward hook's base chains, generically
   (matches on meta/payload/ct fields, sets, verdict maps, jump/goto, named and
   anonymous `quota`, `limit` and `counter`, objects picked by a map such as
-  `counter name ip daddr map @downc4`, and `meta|ct KEY set VALUE|map`, which later
+  `counter name ip daddr map @some_map`, and `meta|ct KEY set VALUE|map`, which later
   rules see and `last_set` records), so a quota counts what crosses it and cuts the
   packet that reaches its limit, and a device's own counters count its bytes, as the
   kernel does, whatever the rules are.
@@ -594,7 +594,7 @@ class _Eval:
             return False
 
     def mangle(self, arg: dict[str, Any]) -> bool:
-        """`meta priority set ip daddr map @prio4` and the like: the field takes the value
+        """`meta priority set 1:1014`, `meta priority set ip daddr map @m` and the like: the field takes the value
         (a map's, if it is one), and later rules and chains see it. False when a map has
         no element for the packet (the kernel ends the rule there, nothing set)."""
         field = self._field_name(arg.get("key"))

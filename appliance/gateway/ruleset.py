@@ -11,17 +11,18 @@ Layout of the table (the gateway service owns it, nothing else writes to it):
 
 - `allowed4` set (`ether_addr . ipv4_addr`): authorized devices, bound to MAC and IP
   together, so a device copying an authorized IP with its own MAC gets nothing.
-- `prio4` map (`ipv4_addr : classid`): a device's packets, both ways, get its htb
-  leaf as their priority in the forward chain; htb (download on the LAN, upload on the
-  WAN, after NAT) takes them straight there (shaping.py).
-- per device, two named `counter`s (`cu_<mac>` upload, `cd_<mac>` download, the MAC
-  as 12 hex digits) reached through the `upc4` / `downc4` maps: the legal log's bytes
-  up and down per device session. Named counters rather than the `counter` flag on
-  `up4`/`down4` elements: a named counter is created already holding the session's
-  bytes (like a quota's `used`), so a restart or a reboot restores them exactly;
-  nft 1.0.6 ignores the byte count given to a set element's counter in JSON.
-- `up4` map (`ether_addr . ipv4_addr : verdict`) and `down4` map (`ipv4_addr :
-  verdict`): send a device's traffic, both ways, to its owner's chain.
+- per device, two chains (`du_<mac>` upload, `dd_<mac>` download, the MAC as 12 hex
+  digits), reached through the `up4` map (`ether_addr . ipv4_addr : verdict`) and the
+  `down4` map (`ipv4_addr : verdict`). Each is one rule: count the packet in the device's
+  named `counter` (`cu_<mac>` / `cd_<mac>`: the legal log's bytes up and down per device
+  session), set its priority to the device's htb leaf (htb, on the LAN for download and
+  on the WAN after NAT for upload, takes it straight there: shaping.py), and go to the
+  owner's chain. One hash lookup per packet and direction, the verdict map's: the
+  device's counter, class and owner are in its chain, not in maps of their own.
+  Named counters rather than the `counter` flag on the map elements: a named counter
+  is created already holding the session's bytes (like a quota's `used`), so a restart
+  or a reboot restores them exactly; nft 1.0.6 ignores the byte count given to a set
+  element's counter in JSON.
 - per owner (a member, a voucher or a guest device): a named `quota` object and a
   chain `o_<kind><id>` that counts every packet in the kernel and, once the quota is
   spent, drops ("block") or polices to 256 kbit/s through a named `limit` ("throttle").
@@ -195,6 +196,14 @@ class Device:
     def counter_down(self) -> str:
         return f"cd_{normalize_mac(self.mac).replace(':', '')}"
 
+    @property
+    def chain_up(self) -> str:
+        return f"du_{normalize_mac(self.mac).replace(':', '')}"
+
+    @property
+    def chain_down(self) -> str:
+        return f"dd_{normalize_mac(self.mac).replace(':', '')}"
+
 
 @dataclass(frozen=True)
 class DeviceBytes:
@@ -317,29 +326,35 @@ def device_commands(device: Device, counted: DeviceBytes | None = None) -> list[
 
     `counted`: what the session already carried (a restore); the counters start there.
     """
-    goto = {"goto": {"target": device.owner.chain}}
     counted = counted or DeviceBytes()
+    prio = {"mangle": {"key": _meta("priority"), "value": class_id(device.ip)}}
+    to_owner = {"goto": {"target": device.owner.chain}}
     return [
         _add("counter", name=device.counter_up, packets=0, bytes=counted.up),
         _add("counter", name=device.counter_down, packets=0, bytes=counted.down),
-        _add("element", name="upc4", elem=[[_element_key(device), device.counter_up]]),
-        _add("element", name="downc4", elem=[[str(device.ip), device.counter_down]]),
-        _add("element", name="prio4", elem=[[str(device.ip), class_id(device.ip)]]),
+        _add("chain", name=device.chain_up),
+        _add("chain", name=device.chain_down),
+        _rule(device.chain_up, {"counter": device.counter_up}, prio, to_owner),
+        _rule(device.chain_down, {"counter": device.counter_down}, prio, to_owner),
         _add("element", name="allowed4", elem=[_element_key(device)]),
-        _add("element", name="up4", elem=[[_element_key(device), goto]]),
-        _add("element", name="down4", elem=[[str(device.ip), goto]]),
+        _add("element", name="up4",
+             elem=[[_element_key(device), {"goto": {"target": device.chain_up}}]]),
+        _add("element", name="down4",
+             elem=[[str(device.ip), {"goto": {"target": device.chain_down}}]]),
     ]
 
 
 def remove_device_commands(device: Device) -> list[Command]:
-    """Take a device out of the maps: its next packet meets the portal again."""
+    """Take a device out of the maps: its next packet meets the portal again. The maps'
+    elements go first (a chain or a counter that something still names cannot go)."""
     return [
         {"delete": _base("element", name="allowed4", elem=[_element_key(device)])},
         {"delete": _base("element", name="up4", elem=[_element_key(device)])},
         {"delete": _base("element", name="down4", elem=[str(device.ip)])},
-        {"delete": _base("element", name="upc4", elem=[_element_key(device)])},
-        {"delete": _base("element", name="downc4", elem=[str(device.ip)])},
-        {"delete": _base("element", name="prio4", elem=[str(device.ip)])},
+        {"flush": _base("chain", name=device.chain_up)},
+        {"flush": _base("chain", name=device.chain_down)},
+        {"delete": _base("chain", name=device.chain_up)},
+        {"delete": _base("chain", name=device.chain_down)},
         {"delete": _base("counter", name=device.counter_up)},
         {"delete": _base("counter", name=device.counter_down)},
     ]
@@ -370,11 +385,6 @@ def reset_commands(owners: Iterable[Owner]) -> list[Command]:
     return [{"reset": _base("quota", name=o.quota)} for o in owners]
 
 
-def _set_priority(key: dict[str, Any]) -> dict[str, Any]:
-    """`meta priority set <key> map @prio4` (no element: the rule ends, nothing set)."""
-    return {"mangle": {"key": _meta("priority"), "value": {"map": {"key": key, "data": "@prio4"}}}}
-
-
 def _base_chain(name: str, kind: str, hook: str, prio: int) -> Command:
     return _add("chain", name=name, type=kind, hook=hook, prio=prio, policy="accept")
 
@@ -394,11 +404,6 @@ def table_commands(net: Network) -> list[Command]:
         _add("set", name="allowed4", type=["ether_addr", "ipv4_addr"]),
         _add("map", name="up4", type=["ether_addr", "ipv4_addr"], map="verdict"),
         _add("map", name="down4", type="ipv4_addr", map="verdict"),
-        _add("map", name="upc4", type=["ether_addr", "ipv4_addr"], map="counter"),
-        _add("map", name="downc4", type="ipv4_addr", map="counter"),
-        # A client's htb leaf (shaping.py): htb takes a packet whose priority is one of
-        # its leaf classes straight there, with no tc filter.
-        _add("map", name="prio4", type="ipv4_addr", map="classid"),
         _add("set", name="blocked4", type="ipv4_addr", flags=["interval"]),
         # Devices whose owner's quota is spent under the "block" policy: their HTTP goes
         # to the portal, which says "quota reached" (the rest is dropped by the quota).
@@ -489,19 +494,18 @@ def table_commands(net: Network) -> list[Command]:
         _rule("forward", oif_lan, {"jump": {"target": "to_lan"}}),
         _rule("from_lan", ipv6, {"drop": None}),
         _rule("from_lan", oif_lan, {"drop": None}),
-        _rule("from_lan", _match(_payload("ip", "daddr"), "@blocked4"), {"drop": None}),
-        # A device's bytes, in its own counter: a packet of an unknown device finds no
-        # element and leaves this rule at once.
-        _rule("from_lan", {"counter": {"map": {"key": _MAC_IP_SRC, "data": "@upc4"}}}),
-        _rule("from_lan", _set_priority(_payload("ip", "saddr"))),
+        # The box's networks: checked when a connection starts (and for anything not
+        # part of an established one), so an established flow skips the lookup.
+        _rule(
+            "from_lan",
+            _match({"ct": {"key": "state"}}, "established", "!="),
+            _match(_payload("ip", "daddr"), "@blocked4"),
+            {"drop": None},
+        ),
+        # An authorized device goes to its own chain (counter, htb leaf, owner's quota).
         _rule("from_lan", {"vmap": {"key": _MAC_IP_SRC, "data": "@up4"}}),
         _rule("from_lan", {"drop": None}),
         _rule("to_lan", ipv6, {"drop": None}),
-        _rule(
-            "to_lan",
-            {"counter": {"map": {"key": _payload("ip", "daddr"), "data": "@downc4"}}},
-        ),
-        _rule("to_lan", _set_priority(_payload("ip", "daddr"))),
         _rule(
             "to_lan",
             _match({"ct": {"key": "state"}}, ["established", "related"], "in"),

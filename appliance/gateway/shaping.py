@@ -24,7 +24,7 @@ Layout (download on the LAN interface, upload on the WAN interface):
          on the WAN (updates, remote admin) the line's, under 1:1 with a small floor
 
 Classifier: none. The ruleset's forward chain sets each client's packets' priority
-(`meta priority set ip saddr|daddr map @prio4`) to its leaf's class id, and htb takes
+(`meta priority set 1:<id>` in the device's own chain) to its leaf's class id, and htb takes
 a packet whose priority names one of its leaf classes straight into it. The id is
 the client's address's low 12 bits (`ruleset.client_id`, `ruleset.class_id`), so the
 ruleset and this module agree without talking, the same on both interfaces. Earlier designs and why

@@ -328,11 +328,11 @@ def test_emulate_arguments():
 # --- per-device counters and priorities through maps; sessions ended in one read ---------------
 
 
-def test_device_counters_and_priority_are_reached_through_their_maps():
-    """The ruleset's `counter name ... map @upc4/@downc4` and `meta priority set ... map
-    @prio4`, evaluated generically: each device's bytes land in its own counters, its
-    packets carry its htb class, and a packet with no element in a map leaves the rule
-    with nothing counted or set."""
+def test_device_counters_and_priority_are_reached_through_their_chains():
+    """The ruleset's per-device chains (`counter name ...`, `meta priority set ...`),
+    reached through the `up4`/`down4` verdict maps and evaluated generically: each
+    device's bytes land in its own counters, its packets carry its htb class, and a
+    packet with no element in the map is dropped with nothing counted or set."""
     laptop = rs.Device.parse("02:aa:bb:cc:dd:02", "10.42.0.21", GUEST)
     nft = DryRunNft()
     nft.apply(rs.full_ruleset(NET, [rs.OwnerQuota(GUEST, 10**9)], [PHONE, laptop]) + [
@@ -352,18 +352,18 @@ def test_device_counters_and_priority_are_reached_through_their_maps():
     c_prio = next(x["counter"] for x in nft.list_table()
                   if x.get("counter", {}).get("name") == "c_prio")
     assert (c_prio["packets"], c_prio["bytes"]) == (8, 8 * PACKET)
-    # Another MAC with the laptop's IP: prio4 is keyed on the IP alone (as in the
-    # kernel, the priority is set), upc4 on MAC and IP (nothing counted); then dropped.
+    # Another MAC with the laptop's IP: up4 is keyed on MAC and IP, so nothing is
+    # counted nor set; then dropped.
     stranger = rs.Device.parse("02:aa:bb:cc:dd:09", "10.42.0.21", GUEST)
     assert nft.forward(_up(stranger), 4) == 0
-    assert nft.last_set == {"meta priority": "1:1015"}
+    assert nft.last_set == {}
     assert rs.read_counts(nft)[1][laptop.mac] == rs.DeviceBytes(0, 0)
     unknown = rs.Device.parse("02:aa:bb:cc:dd:0a", "10.42.0.99", GUEST)
     assert nft.forward(_up(unknown), 4) == 0
-    assert nft.last_set == {}  # no element in prio4: the rule ends, nothing set
+    assert nft.last_set == {}  # no element in up4: dropped, nothing set
     assert nft.forward(_up(laptop), 2) == 2 and nft.last_set == {"meta priority": "1:1015"}
     assert rs.read_counts(nft)[1][laptop.mac] == rs.DeviceBytes(2 * PACKET, 0)
-    # A device gone: its elements and counters with it.
+    # A device gone: its elements, chains and counters with it.
     nft.apply(rs.remove_device_commands(PHONE))
     assert PHONE.mac not in rs.read_counts(nft)[1]
 

@@ -83,18 +83,29 @@ def test_full_ruleset_replaces_the_table_atomically_and_binds_mac_and_ip():
     elements = {e["name"]: e["elem"] for e in _objects(cmds, "element")}
     assert elements["allowed4"] == [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}]
     assert elements["up4"] == [
-        [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}, {"goto": {"target": "o_m12"}}]
+        [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}, {"goto": {"target": "du_aabbccddee01"}}]
     ]
-    assert elements["down4"] == [["10.42.0.10", {"goto": {"target": "o_m12"}}]]
-    # Chains that are jumped to exist before the rule that jumps.
+    assert elements["down4"] == [["10.42.0.10", {"goto": {"target": "dd_aabbccddee01"}}]]
+    # Both of the device's chains end in its owner's chain.
+    device_rules = {r["chain"]: r["expr"] for r in _objects(cmds, "rule")
+                    if r["chain"].startswith("d")}
+    assert {c: e[-1] for c, e in device_rules.items()} == {
+        "du_aabbccddee01": {"goto": {"target": "o_m12"}},
+        "dd_aabbccddee01": {"goto": {"target": "o_m12"}},
+    }
+    # Chains that are jumped to (by a rule or a map element) exist before.
     seen = set()
     for c in cmds:
         obj = c.get("add", {})
         if "chain" in obj:
             seen.add(obj["chain"]["name"])
-        for e in obj.get("rule", {}).get("expr", []):
-            if "jump" in e:
-                assert e["jump"]["target"] in seen
+        targets = [e[k]["target"] for e in obj.get("rule", {}).get("expr", [])
+                   for k in ("jump", "goto") if k in e]
+        targets += [v[k]["target"] for _, v in obj.get("element", {}).get("elem", [])
+                    if isinstance(v, dict) for k in ("jump", "goto") if k in v] if (
+            obj.get("element", {}).get("name") in ("up4", "down4")) else []
+        for target in targets:
+            assert target in seen
     # The bridge table is there when the LAN is a bridge.
     assert {"add": {"table": {"family": "bridge", "name": "telecentre"}}} in cmds
 
@@ -134,8 +145,8 @@ def test_user_text_never_reaches_a_name():
         for obj in c.values()
         for kind in obj
     }
-    assert names == {"allowed4", "up4", "down4", "upc4", "downc4", "prio4", "cu_aabbccddee01",
-                     "cd_aabbccddee01", "q_m12", "o_m12", None}
+    assert names == {"allowed4", "up4", "down4", "cu_aabbccddee01", "cd_aabbccddee01",
+                     "du_aabbccddee01", "dd_aabbccddee01", "q_m12", "o_m12", None}
 
 
 def test_priority_names_the_client_s_htb_leaf_both_ways():
@@ -148,21 +159,29 @@ def test_priority_names_the_client_s_htb_leaf_both_ways():
     with pytest.raises(ValueError):  # bigger than a /20: two clients could share an id
         rs.Network("br-lan", "eth0", ipaddress.IPv4Interface("10.42.0.1/19"))
     d = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.11", M)
-    elems = {e["name"]: e["elem"] for e in _objects(rs.device_commands(d), "element")}
-    assert elems["prio4"] == [["10.42.0.11", "1:100b"]]
-    assert {"delete": {"element": {"family": "inet", "table": "telecentre", "name": "prio4",
-                                   "elem": ["10.42.0.11"]}}} in rs.remove_device_commands(d)
+    rules = {r["chain"]: r["expr"] for r in _objects(rs.device_commands(d), "rule")}
+    prio = {"mangle": {"key": {"meta": {"key": "priority"}}, "value": "1:100b"}}
+    # Both ways: counted, then the leaf set, then the owner's chain (a goto).
+    assert rules == {
+        "du_aabbccddee01": [{"counter": "cu_aabbccddee01"}, prio, {"goto": {"target": "o_m12"}}],
+        "dd_aabbccddee01": [{"counter": "cd_aabbccddee01"}, prio, {"goto": {"target": "o_m12"}}],
+    }
+
+
+def test_one_map_lookup_per_packet_and_direction():
+    """The forward path looks up one verdict map per packet (the device's chain holds its
+    counter, class and owner); the box's networks only when a connection is not established."""
     rules: dict[str, list] = {}
     for r in _objects(rs.table_commands(NET), "rule"):
         rules.setdefault(r["chain"], []).append(r["expr"])
-    for chain, field in (("from_lan", "saddr"), ("to_lan", "daddr")):
-        (i,) = [i for i, e in enumerate(rules[chain]) if "mangle" in e[0]]
-        assert rules[chain][i] == [{"mangle": {
-            "key": {"meta": {"key": "priority"}},
-            "value": {"map": {"key": {"payload": {"protocol": "ip", "field": field}},
-                              "data": "@prio4"}}}}]
-        # Set before the verdict map sends the packet to its owner's chain (a goto).
-        assert i < [j for j, e in enumerate(rules[chain]) if "vmap" in e[-1]][0]
+    for chain, vmap in (("from_lan", "@up4"), ("to_lan", "@down4")):
+        lookups = [e for rule in rules[chain] for e in rule
+                   if "@" in json.dumps(e) and "@blocked4" not in json.dumps(e)]
+        assert lookups == [{"vmap": {"key": lookups[0]["vmap"]["key"], "data": vmap}}]
+    (blocked,) = [r for r in rules["from_lan"] if "@blocked4" in json.dumps(r)]
+    assert blocked[0] == {"match": {"op": "!=", "left": {"ct": {"key": "state"}},
+                                    "right": "established"}}
+    assert blocked[-1] == {"drop": None}
 
 
 def test_device_counters_start_at_the_session_bytes_and_go_with_the_device():
@@ -175,39 +194,32 @@ def test_device_counters_start_at_the_session_bytes_and_go_with_the_device():
         "cd_aabbccddee01": {"family": "inet", "table": "telecentre", "name": "cd_aabbccddee01",
                             "packets": 0, "bytes": 56_789},
     }
-    elems = {e["name"]: e["elem"] for e in _objects(cmds, "element")}
-    assert elems["upc4"] == [[{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}, "cu_aabbccddee01"]]
-    assert elems["downc4"] == [["10.42.0.10", "cd_aabbccddee01"]]
-    # Counters are created before the elements that name them, and a new device's start at 0.
+    # Counters are created before the rules that name them, and a new device's start at 0.
     kinds = [next(iter(c["add"])) for c in cmds]
-    assert kinds.index("counter") < kinds.index("element")
+    assert kinds.index("counter") < kinds.index("rule") < kinds.index("element")
     fresh = {c["name"]: c["bytes"] for c in _objects(rs.device_commands(d), "counter")}
     assert fresh == {"cu_aabbccddee01": 0, "cd_aabbccddee01": 0}
-    # Removal: elements first (a counter a map still names cannot go), then the counters.
-    removed = [(next(iter(c["delete"])), c["delete"][next(iter(c["delete"]))]["name"])
-               for c in rs.remove_device_commands(d)]
-    assert removed.index(("element", "upc4")) < removed.index(("counter", "cu_aabbccddee01"))
-    assert ("counter", "cd_aabbccddee01") in removed
+    # Removal: the map elements first (a chain a map still names cannot go), then the
+    # chains emptied and deleted (a counter a rule still names cannot go), then counters.
+    removed = [(verb, kind, spec["name"]) for c in rs.remove_device_commands(d)
+               for verb, obj in c.items() for kind, spec in obj.items()]
+    assert removed == [
+        ("delete", "element", "allowed4"), ("delete", "element", "up4"),
+        ("delete", "element", "down4"),
+        ("flush", "chain", "du_aabbccddee01"), ("flush", "chain", "dd_aabbccddee01"),
+        ("delete", "chain", "du_aabbccddee01"), ("delete", "chain", "dd_aabbccddee01"),
+        ("delete", "counter", "cu_aabbccddee01"), ("delete", "counter", "cd_aabbccddee01"),
+    ]
     with pytest.raises(ValueError):
         rs.DeviceBytes(up=-1)
 
 
-def test_counting_rules_sit_before_the_verdict_maps():
-    rules: dict[str, list] = {}
-    for r in _objects(rs.table_commands(NET), "rule"):
-        rules.setdefault(r["chain"], []).append(r["expr"])
-    up = [i for i, e in enumerate(rules["from_lan"]) if "counter" in e[0]]
-    vmap = [i for i, e in enumerate(rules["from_lan"]) if "vmap" in e[-1]]
-    blocked = [i for i, e in enumerate(rules["from_lan"]) if "@blocked4" in json.dumps(e)]
-    assert len(up) == 1 and blocked[0] < up[0] < vmap[0]
-    assert rules["from_lan"][up[0]] == [{"counter": {"map": {
-        "key": {"concat": [{"payload": {"protocol": "ether", "field": "saddr"}},
-                           {"payload": {"protocol": "ip", "field": "saddr"}}]},
-        "data": "@upc4"}}}]
-    down = [i for i, e in enumerate(rules["to_lan"]) if "counter" in e[0]]
-    assert len(down) == 1 and down[0] < len(rules["to_lan"]) - 2
-    assert rules["to_lan"][down[0]] == [{"counter": {"map": {
-        "key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@downc4"}}}]
+def test_devices_are_counted_before_their_owner_s_quota():
+    """The device's counter comes first in its chain, so a packet that the owner's spent
+    quota then drops is counted too, as the quota counts it."""
+    d = rs.Device.parse("aa:bb:cc:dd:ee:01", "10.42.0.10", M)
+    for r in _objects(rs.device_commands(d), "rule"):
+        assert "counter" in r["expr"][0] and r["expr"][-1] == {"goto": {"target": "o_m12"}}
 
 
 def test_parse_device_bytes_ignores_foreign_objects():
