@@ -25,6 +25,9 @@ install_files 0644 /usr/lib/tmpfiles.d "$repo"/systemd/tmpfiles.d/*.conf
 install_files 0644 /usr/lib/systemd/system.conf.d "$repo"/systemd/system.conf.d/*.conf
 install_files 0644 /usr/lib/udev/rules.d "$repo"/systemd/udev/*.rules
 install_files 0644 /etc/dnsmasq.d "$repo"/systemd/dnsmasq.d/*.conf
+install_files 0644 /usr/lib/sysctl.d "$repo"/systemd/sysctl.d/*.conf
+# nftables' base ruleset: ours replaces Debian's (see the file).
+install -m 0755 "$repo/systemd/nftables.conf" "$root/etc/nftables.conf"
 # Files of the image itself: fstab, first boot, network, sshd, journald.
 cp -a "$here/rootfs/." "$root/"
 chown -R 0:0 "$root/etc/fstab" "$root/usr/lib/systemd/system/telecentre-firstboot.service"

@@ -594,9 +594,10 @@ class _Eval:
             return False
 
     def mangle(self, arg: dict[str, Any]) -> bool:
-        """`meta priority set 1:1014`, `meta priority set ip daddr map @m` and the like: the field takes the value
-        (a map's, if it is one), and later rules and chains see it. False when a map has
-        no element for the packet (the kernel ends the rule there, nothing set)."""
+        """`meta priority set 1:1014`, `meta priority set ip daddr map @m` and the like: the
+        field takes the value (a map's, if it is one), and later rules and chains see it.
+        False when a map has no element for the packet (the kernel ends the rule there,
+        nothing set)."""
         field = self._field_name(arg.get("key"))
         value = arg.get("value")
         if isinstance(value, dict) and "map" in value:

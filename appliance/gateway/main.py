@@ -11,6 +11,7 @@ def run(config) -> int:
     import ipaddress
 
     from appliance.gateway import dnsmasq, hostapd
+    from appliance.gateway.lan import Lan
     from appliance.gateway.presence import ArpProber
     from appliance.gateway.ruleset import NftRunner
     from appliance.gateway.service import GatewayService
@@ -43,8 +44,10 @@ def run(config) -> int:
         # Presence: ARP probes on the LAN (CAP_NET_RAW), answered as the box's LAN address.
         prober = ArpProber(config.gateway.lan_interface,
                            ipaddress.IPv4Interface(config.gateway.lan_address).ip)
+        lan = Lan(config.gateway.lan_interface, ipaddress.IPv4Interface(config.gateway.lan_address),
+                  bridge=config.gateway.lan_is_bridge)
         service = GatewayService(
-            config, NftRunner((config.gateway.nft_path,)), shaper=shaper, prober=prober
+            config, NftRunner((config.gateway.nft_path,)), shaper=shaper, prober=prober, lan=lan
         ).start()
     metrics = serve_metrics(service.registry, config.metrics_listen, config.gateway_metrics_port)
     log.info(

@@ -26,6 +26,7 @@ from appliance.config import Config, WifiClass
 from appliance.gateway import quotas as qm
 from appliance.gateway import ruleset as rs
 from appliance.gateway import shaping as sh
+from appliance.gateway.lan import Lan, LanError
 from appliance.gateway.neighbours import NeighbourError, NeighbourLookup
 from appliance.gateway.presence import ArpProber, LeaseFile
 from appliance.ipc import CommandServer
@@ -37,6 +38,7 @@ CLASSES = ("guest", "voucher", "member")
 PURGE_EVERY = 3600.0  # the legal log's retention is counted in days: hourly is plenty
 # How soon a spent "block" owner's HTTP meets the quota-reached page (one nft read).
 SPENT_CHECK_SECONDS = 5.0
+LAN_RETRY_SECONDS = 30  # a LAN interface not there at start (a late Wi-Fi driver)
 # Bounds on an admin's voucher batch: a sheet of paper, not a way to fill the disk.
 VOUCHER_BATCH_MAX = 200
 VOUCHER_DEVICES_MAX = 10
@@ -140,6 +142,7 @@ class GatewayService:
         shaper: sh.Shaper | None = None,
         prober: ArpProber | None = None,
         leases: LeaseFile | None = None,
+        lan: Lan | None = None,
     ) -> None:
         self.config = config
         self.nft = nft
@@ -177,10 +180,15 @@ class GatewayService:
         self._last_probe = 0.0
         self.spent_marked: dict[str, rs.Device] = {}  # by MAC: what spent4 holds
         self._last_spent_check = 0.0
+        # The LAN's address and the kernel's forwarding (None: the caller manages them).
+        self.lan = lan
+        self.lan_state: dict[str, Any] | None = None
+        self._last_lan_try = 0.0
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self, *, socket: bool = True, loop: bool = True) -> GatewayService:
+        self.prepare_lan()
         self.restore()
         if socket:
             self.server = CommandServer(self.config.gateway_socket, self.handlers()).start()
@@ -223,7 +231,36 @@ class GatewayService:
             self.check_spent()
         if now - self._last_probe >= self.config.gateway.presence_interval_seconds:
             self.check_presence(now)
+        if self.lan is not None and not (self.lan_state or {}).get("ready") and (
+                now - self._last_lan_try >= LAN_RETRY_SECONDS):
+            self.prepare_lan()
+            if (self.lan_state or {}).get("ready"):
+                self._shape_all()  # the interface came late: its queues too
         notify("WATCHDOG=1")
+
+    def prepare_lan(self) -> None:
+        """The box's address on the LAN (a bridge made if it is one), and whether the
+        kernel forwards. A LAN interface that is missing (a Wi-Fi adapter not there yet)
+        is retried every LAN_RETRY_SECONDS; the rules are in place meanwhile."""
+        if self.lan is None:
+            return
+        self._last_lan_try = self.wall()
+        was_ready = (self.lan_state or {}).get("ready")
+        try:
+            state = self.lan.prepare()
+        except (LanError, OSError, subprocess.SubprocessError) as exc:
+            if (self.lan_state or {}).get("error") != str(exc):  # once, not every retry
+                log.error("LAN not ready: %s (retried every %d s)", exc, LAN_RETRY_SECONDS)
+            self.lan_state = {"ready": False, "interface": self.lan.interface,
+                              "error": str(exc)}
+            return
+        self.lan_state = {"ready": True, **state.as_dict()}
+        if not was_ready:
+            log.info("LAN %s up at %s", state.interface, state.address)
+        if not state.forwarding:
+            log.error("IP forwarding is off (net.ipv4.ip_forward = 0): logged-in devices "
+                      "reach the portal but not the internet; the image turns it on in "
+                      "/usr/lib/sysctl.d/60-telecentre.conf")
 
     # --- state ----------------------------------------------------------------------
 
@@ -821,7 +858,8 @@ class GatewayService:
                  **_rate_json(self.rates.get(d.mac))}
                 for d in self.devices.values()
             ]
-        return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices}
+        return {"ok": True, "day": self.day.isoformat(), "quotas": quotas, "devices": devices,
+                "lan": self.lan_state}
 
 
     # --- the legal log and vouchers (this service's tables) ---------------------------

@@ -635,6 +635,23 @@ CATALOG: dict[str, dict[str, str]] = {
         "Connected devices, vouchers and the legal log cannot be changed for now. If this "
         "lasts, restart the box.",
     },
+    "wifi.lan_missing": {
+        "fr": "Le réseau Wi-Fi n'est pas prêt : l'interface « {interface} » n'existe pas sur le "
+        "boîtier (adaptateur Wi-Fi absent, ou mauvais nom lan_interface dans "
+        "telecentre.toml). Personne ne peut se connecter ; le boîtier réessaie toutes les "
+        "30 secondes.",
+        "en": "The Wi-Fi network is not ready: the interface \"{interface}\" does not exist on "
+        "the box (no Wi-Fi adapter, or a wrong lan_interface in telecentre.toml). Nobody can "
+        "connect; the box tries again every 30 seconds.",
+    },
+    "wifi.forwarding_off": {
+        "fr": "Le boîtier ne transmet pas le trafic vers Internet (net.ipv4.ip_forward vaut 0) : "
+        "les appareils voient le portail mais n'ont pas Internet. Redémarrez le boîtier ; si "
+        "cela continue, le système du boîtier a été modifié.",
+        "en": "The box does not forward traffic to the internet (net.ipv4.ip_forward is 0): "
+        "devices see the portal but get no internet. Restart the box; if this goes on, the "
+        "box's system was modified.",
+    },
     "wifi.refused": {
         "fr": "Le service Wi-Fi a refusé la commande ({detail}).",
         "en": "The Wi-Fi service refused the command ({detail}).",

@@ -245,15 +245,23 @@ def page() -> Any:
     message = None
     devices: list[dict[str, Any]] = []
     day = None
+    lan: Mapping[str, Any] | None = None
     try:
         status = gateway_call("status", timeout=STATUS_TIMEOUT)
         devices = devices_view(status)
         day = status.get("day")
+        lan = status.get("lan") if isinstance(status.get("lan"), dict) else None
     except GatewayUnavailable as exc:
         message = exc.message
     return render_template(
         "wifi.html",
         message=message,
+        # The LAN not ready (no Wi-Fi adapter, a wrong interface name) or forwarding off:
+        # nobody gets online, whatever the rest of the page says.
+        lan_problem=None if lan is None else (
+            "wifi.lan_missing" if not lan.get("ready") else
+            "wifi.forwarding_off" if not lan.get("forwarding") else None),
+        lan_interface=(lan or {}).get("interface", ""),
         devices=devices,
         day=day,
         policies=policies_view(),

@@ -157,3 +157,34 @@ def test_throttle_policy_polices_to_256_kbit(topo):
     assert out["received"] == 400_000
     # 300 kB past the quota at 32 kB/s takes several seconds (not a blocked line, not free).
     assert elapsed >= 300_000 / 32_000 * 0.6
+
+
+def test_the_image_s_base_ruleset_is_closed_until_the_gateway_replaces_it(topo):
+    """systemd/nftables.conf (the image's /etc/nftables.conf), loaded by the real nft:
+    nothing is forwarded and the LAN reaches only DHCP and DNS on the box; the gateway's
+    full ruleset then replaces it in one transaction (no base chain of it is left to
+    drop what the gateway lets through), and loading it again closes the box again."""
+    from pathlib import Path
+
+    base = Path(__file__).resolve().parents[2] / "systemd" / "nftables.conf"
+    sysctl = base.parent / "sysctl.d" / "60-telecentre.conf"
+    assert "net.ipv4.ip_forward = 1" in sysctl.read_text().splitlines()
+    c1, _ = topo.clients
+    run("ip", "-n", topo.gw, "link", "set", "br0", "name", "br-lan")
+    load = ("ip", "netns", "exec", topo.gw, "nft", "-f", str(base))
+    run(*load)
+    assert topo.who(c1, SERVER, 5001, idle=1) is None
+    assert topo.who(c1, BOX, PANEL_PORT, idle=1) is None
+    assert topo.who(c1, BOX, PORTAL_PORT, idle=1) is None
+    net = rs.Network("br-lan", "wan0", ipaddress.IPv4Interface(f"{BOX}/24"), PORTAL_PORT,
+                     lan_is_bridge=True)
+    member = rs.Owner("member", 7)
+    nft = topo.nft()
+    nft.apply(rs.full_ruleset(net, [rs.OwnerQuota(member, 10**9)],
+                              [rs.Device.parse(c1.mac, c1.ip, member)]))
+    assert topo.who(c1, SERVER, 5001) == "wan"
+    assert topo.who(c1, BOX, PORTAL_PORT) == "portal"
+    # A restart of nftables.service: closed again (the device with it), never open.
+    run(*load)
+    assert topo.who(c1, SERVER, 5001, idle=1) is None
+    assert topo.who(c1, BOX, PANEL_PORT, idle=1) is None

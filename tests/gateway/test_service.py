@@ -4,6 +4,7 @@ midnight reset with an injected clock, metrics without personal labels."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -223,5 +224,55 @@ def test_portal_commands_find_the_mac_in_the_kernel_and_vouchers_cap_devices(top
         reasons = [r[0] for r in svc.conn.execute(
             "SELECT end_reason FROM wifi_sessions ORDER BY id")]
         assert reasons[-1] == "logout"
+    finally:
+        svc.stop()
+
+
+def test_the_gateway_puts_the_box_on_the_lan_and_retries_a_late_interface(topo, cfg, tmp_path):
+    """On the box nothing else gives the LAN its address: the gateway does, at start, so
+    a client meets the portal; a LAN interface that is not there yet (a late Wi-Fi
+    driver) is reported in `status` and retried until it comes."""
+    import ipaddress
+
+    from appliance.gateway.lan import Lan
+    from tests.gateway.netns import BOX
+
+    c1, _ = topo.clients
+    ip_cmd = ("ip", "-n", topo.gw)
+    subprocess.run([*ip_cmd, "addr", "flush", "dev", "br0"], check=True)
+    assert topo.who(c1, SERVER, 80) is None  # no box on the LAN: nothing answers
+    forward = tmp_path / "ip_forward"
+    forward.write_text("1")
+    box = ipaddress.IPv4Interface(f"{BOX}/24")
+    clock = Clock(NOON)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=clock, neighbours=topo.neighbours(),
+        lan=Lan("br0", box, bridge=True, command=ip_cmd, ip_forward=forward),
+    ).start(loop=False)
+    try:
+        assert topo.who(c1, SERVER, 80) == "portal"
+        lan = ipc.call(cfg.gateway_socket, "status")["lan"]
+        assert lan == {"ready": True, "interface": "br0", "address": f"{BOX}/24",
+                       "forwarding": True}
+    finally:
+        svc.stop()
+
+    late = Lan("wlan7", box, command=ip_cmd, ip_forward=forward)
+    svc = GatewayService(cfg, topo.nft(), wall=clock, neighbours=topo.neighbours(),
+                         lan=late).start(socket=False, loop=False)
+    try:
+        assert svc.lan_state["ready"] is False
+        assert "wlan7 does not exist" in svc.lan_state["error"]
+        subprocess.run([*ip_cmd, "link", "add", "wlan7", "type", "veth", "peer", "name",
+                        "w7peer"], check=True)
+        clock.t += 10
+        svc.step()
+        assert svc.lan_state["ready"] is False  # not retried before LAN_RETRY_SECONDS
+        clock.t += 25
+        svc.step()
+        assert svc.lan_state["ready"] is True
+        out = subprocess.run([*ip_cmd, "-4", "-o", "addr", "show", "dev", "wlan7"],
+                             capture_output=True, text=True, check=True).stdout
+        assert f" {BOX}/24 " in out
     finally:
         svc.stop()

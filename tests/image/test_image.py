@@ -208,6 +208,9 @@ class Vm:
              "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,"
              f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
              "-device", "virtio-net-pci,netdev=n0,romfile=",
+             # eth1: a wired LAN port (the VM has no Wi-Fi), isolated from the host.
+             "-netdev", "user,id=n1,restrict=on",
+             "-device", "virtio-net-pci,netdev=n1,romfile=",
              "-display", "none", "-serial", f"file:{self.console}", "-no-reboot",
              "-monitor", f"unix:{self.monitor},server,nowait"],
             stdin=subprocess.DEVNULL,
@@ -326,6 +329,7 @@ def test_boots_applies_first_boot_and_serves_the_panel(
         assert status["locked"] is True, status
 
         _check_units_under_systemd(vm)
+        _check_lan(vm)
         _check_first_boot_work(vm)
         _check_relock_on_stop(vm)
     finally:
@@ -386,6 +390,29 @@ def _check_units_under_systemd(vm: Vm) -> None:
     agent = json.loads(vm.run("cat /etc/telecentre/metrics-agent.yml"))
     assert agent["global"]["external_labels"]["site"] == "Télécentre de test"
     assert agent["remote_write"][0]["url"] == "https://metrics.invalid/api/v1/write"
+
+
+def _check_lan(vm: Vm) -> None:
+    """The LAN side of a box: IPv4 forwarding on, nftables' base ruleset ours (closed), the
+    gateway puts the box's address on the LAN interface and dnsmasq serves there. The
+    site's default LAN is wlan0, which this VM lacks: the gateway says so; then the site
+    config names eth1 (a wired LAN port) and the gateway and dnsmasq are restarted."""
+    assert vm.run("sysctl -n net.ipv4.ip_forward").strip() == "1"
+    assert "policy drop" in vm.run("cat /etc/nftables.conf")  # ours, not Debian's
+    journal = vm.run("journalctl -b -u telecentre-gateway.service -o cat --no-pager")
+    assert "LAN interface wlan0 does not exist" in journal, journal[-3000:]
+    vm.run("sed -i 's/^lan_interface = \"wlan0\"$/lan_interface = \"eth1\"/' "
+           "/etc/telecentre/telecentre.toml")
+    assert 'lan_interface = "eth1"' in vm.run("cat /etc/telecentre/telecentre.toml")
+    vm.run("systemctl restart telecentre-gateway.service dnsmasq.service")
+    vm.wait_for("the box's address on the LAN",
+                lambda: " 10.42.0.1/24 " in vm.run("ip -4 -o addr show dev eth1"), 120)
+    forward = vm.run("nft list chain inet telecentre forward")
+    assert "policy accept" in forward and "jump from_lan" in forward, forward
+    vm.wait_for("dnsmasq on the LAN address",
+                lambda: "10.42.0.1:53 " in vm.run("ss -Hlnu 'sport = :53'"), 60)
+    assert vm.run("systemctl is-active telecentre-gateway.service dnsmasq.service").split() == [
+        "active", "active"]
 
 
 def _check_first_boot_work(vm: Vm) -> None:

@@ -87,6 +87,22 @@ def test_devices_with_identity_usage_rate_and_policies(
     assert 'href="/wifi"' in html  # the nav entry
 
 
+def test_a_lan_not_ready_or_forwarding_off_is_said_on_the_page(
+    admin_client: FlaskClient, gateway: FakeGateway
+) -> None:
+    gateway.status["lan"] = {"ready": True, "interface": "wlan0", "address": "10.42.0.1/24",
+                             "forwarding": True}
+    assert 'id="lan-problem"' not in text(admin_client.get("/wifi"))
+    gateway.status["lan"] = {"ready": False, "interface": "wlan<0>", "error": "x"}
+    html = text(admin_client.get("/wifi"))
+    assert 'id="lan-problem"' in html and "« wlan&lt;0&gt; » n&#39;existe pas" in html
+    gateway.status["lan"] = {"ready": True, "interface": "wlan0", "forwarding": False}
+    html = text(admin_client.get("/wifi"))
+    assert 'id="lan-problem"' in html and "net.ipv4.ip_forward vaut 0" in html
+    gateway.status["lan"] = None  # a dry-run gateway: it manages no LAN
+    assert 'id="lan-problem"' not in text(admin_client.get("/wifi"))
+
+
 def test_device_hostname_escaped_bounded_for_admin_and_staff_never_logged(
     app: Flask, admin_client: FlaskClient, conn, gateway: FakeGateway, caplog
 ) -> None:
