@@ -672,8 +672,14 @@ def parse(data: dict[str, Any], source: str = "<config>", path: Path | None = No
 
     ret = root.table("retention")
     access_log_days = ret.integer("access_log_days", 90, 1, 3650)
-    # At least a year: CPCE L34-1 makes a year of Wi-Fi connection data compulsory.
-    wifi_sessions_days = ret.integer("wifi_sessions_days", 365, 365, 3650)
+    # A year, then deleted: CPCE L34-1 makes a year of Wi-Fi connection data compulsory,
+    # and DESIGN and the portal's terms promise deletion after it (366: a leap year).
+    wifi_sessions_days = ret.get("wifi_sessions_days", 365)
+    if (isinstance(wifi_sessions_days, bool) or not isinstance(wifi_sessions_days, int)
+            or not 365 <= wifi_sessions_days <= 366):
+        raise ret.fail("wifi_sessions_days", wifi_sessions_days,
+                       "365 or 366 (the law requires a year of Wi-Fi sessions and the "
+                       "portal's terms promise they are deleted after it)")
     ret.check_unknown()
 
     web = root.table("web")

@@ -37,7 +37,7 @@ DEMO_MEMBERS = (
     ("Louis Bernard", "louis.bernard@example.org"),
     ("Inès Garnier", "ines.garnier@example.org"),
 )
-DEMO_PIN = "2468"
+DEMO_PIN = "246813"
 
 
 def demo_config_text(

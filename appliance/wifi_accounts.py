@@ -23,7 +23,9 @@ from appliance.members import EMAIL_RE, NUMBER_RE
 # Same cost for an unknown identifier as for a wrong secret.
 _DUMMY_HASH = generate_password_hash("not-a-secret")
 
-PIN_DIGITS = (4, 12)
+# A new PIN has at least 6 digits (10**6 guesses against the portal's per-member lockout).
+# PINs of 4 or 5 digits set before this rule keep working: only setting one is refused.
+PIN_DIGITS = (6, 12)
 PASSWORD_CHARS = (8, 128)
 MAX_IDENTIFIER = 254
 
@@ -42,13 +44,14 @@ class SecretRejected(ValueError):
 
 
 def check_secret(secret: str) -> None:
-    """A PIN of 4 to 12 digits, or a password of 8 to 128 characters."""
+    """A PIN of 6 to 12 digits, or a password of 8 to 128 characters."""
     if secret.isdigit():
         lo, hi = PIN_DIGITS
         if not lo <= len(secret) <= hi:
             raise SecretRejected(
-                f"Un code PIN compte de {lo} à {hi} chiffres.",
-                f"A PIN has {lo} to {hi} digits.",
+                f"Un code PIN compte de {lo} à {hi} chiffres : un code plus court se devine "
+                "trop facilement.",
+                f"A PIN has {lo} to {hi} digits: a shorter one is too easy to guess.",
             )
         return
     lo, hi = PASSWORD_CHARS
@@ -67,6 +70,16 @@ def set_portal_secret(conn: sqlite3.Connection, member_id: int, secret: str) -> 
     )
     if cur.rowcount != 1:
         raise ValueError(f"no member #{member_id}")
+
+
+def find_member_id(conn: sqlite3.Connection, identifier: str) -> int | None:
+    """The active member an identifier (e-mail or member number) names, without any secret.
+
+    For the portal's per-member lockout, which must hold whichever identifier was typed.
+    """
+    identifier = identifier.strip()[:MAX_IDENTIFIER]
+    row = _find_member(conn, identifier) if identifier else None
+    return int(row["id"]) if row is not None else None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,12 @@ def test_empty_file_gives_defaults(tmp_path):
         ("[[closures]]\nstart = \"2026-12-25\"", "closures[0].start", "a date written"),
         ("[[closures]]\nstart = 2026-12-25\nend = 2026-12-24", "closures[0].end", "on or after"),
         ("[retention]\naccess_log_days = -1", "retention.access_log_days", "from 1 to 3650"),
+        ("[retention]\nwifi_sessions_days = 730", "retention.wifi_sessions_days",
+         "365 or 366 (the law requires a year"),
+        ("[retention]\nwifi_sessions_days = 367", "retention.wifi_sessions_days",
+         "deleted after it"),
+        ("[retention]\nwifi_sessions_days = 365.0", "retention.wifi_sessions_days",
+         "365 or 366"),
     ],
 )
 def test_errors_name_file_key_value_and_expectation(tmp_path, text, key, expected):

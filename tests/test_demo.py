@@ -115,7 +115,7 @@ def _usage_mb(page: str, ip: str) -> float | None:
 def _wifi(text: str, config: str, url: str, panel: urllib.request.OpenerDirector) -> None:
     portal = re.search(r"Portail captif / captive portal:\s+(http://127\.0\.0\.1:\d+/)",
                        text).group(1)
-    assert "camille.martin@example.org, PIN 2468" in text
+    assert "camille.martin@example.org, PIN 246813" in text
     gateway_metrics = re.search(r"Passerelle / gateway metrics:\s+(http://\S+/metrics)",
                                 text).group(1)
     page = urllib.request.urlopen(portal, timeout=10).read().decode()

@@ -51,6 +51,8 @@ BRIDGE_FAMILY = "bridge"
 KINDS = {"member": "m", "voucher": "v", "guest": "g"}
 POLICIES = ("block", "throttle")
 THROTTLE_KBIT = 256
+# nft's `kbytes` are KiB (1024 bytes): 32 kbytes/s would be 262 kbit/s. In bytes, exact.
+THROTTLE_BYTES_PER_S = THROTTLE_KBIT * 1000 // 8  # 32,000
 
 # Where a guest must never go, even once authorized: the ISP box's network and any
 # other private network behind the WAN (RFC 1918, CGNAT, link-local).
@@ -304,11 +306,11 @@ def owner_commands(q: OwnerQuota) -> list[Command]:
             _add(
                 "limit",
                 name=o.limit,
-                rate=THROTTLE_KBIT // 8,
-                rate_unit="kbytes",
+                rate=THROTTLE_BYTES_PER_S,
+                rate_unit="bytes",
                 per="second",
-                burst=THROTTLE_KBIT // 8,
-                burst_unit="kbytes",
+                burst=THROTTLE_BYTES_PER_S,
+                burst_unit="bytes",
                 inv=True,
             )
         )

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -213,8 +214,11 @@ class GatewayService:
         while not self._stop.wait(1.0):
             try:
                 self.step()
-            except Exception:  # the loop must outlive one failed nft call
-                log.exception("gateway loop step failed")
+            except Exception as exc:  # the loop must outlive one failed nft call
+                # Where it failed, not the message: nft's, tc's or a parser's text may
+                # carry a client's address, and ordinary logs hold none.
+                log.error("gateway loop step failed (%s)\n%s", type(exc).__name__,
+                          "".join(traceback.format_tb(exc.__traceback__)).rstrip())
 
     def step(self) -> None:
         """One turn: midnight reset when the local day changed; persist when due."""
@@ -564,7 +568,9 @@ class GatewayService:
             self.shaper.setup(self._shape_args(d) for d in self.devices.values())
         except (sh.TcError, ValueError) as exc:
             self.metrics.tc_errors.inc()
-            log.error("shaping not set up (%s): devices share the line unshaped", exc)
+            # No address in ordinary logs; tc's message would carry the devices'.
+            log.error("shaping not set up (%s): devices share the line unshaped",
+                      type(exc).__name__)
 
     def _shape(self, device: rs.Device) -> None:
         if self.shaper is None:

@@ -560,6 +560,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "This device is not recognised on the telecentre's Wi-Fi. Join the Wi-Fi, "
         "then reload the page.",
     },
+    "portal.lan_only": {
+        "fr": "La connexion au Wi-Fi se fait uniquement depuis le Wi-Fi ou le réseau local du "
+        "télécentre. Connectez-vous au Wi-Fi du télécentre, puis rechargez la page.",
+        "en": "Wi-Fi login is only possible from the telecentre's Wi-Fi or local network. "
+        "Join the telecentre's Wi-Fi, then reload the page.",
+    },
     "portal.unavailable": {
         "fr": "La connexion au Wi-Fi est momentanément indisponible. Réessayez dans une "
         "minute ; si cela dure, prévenez l'accueil.",
@@ -810,9 +816,9 @@ CATALOG: dict[str, dict[str, str]] = {
     "wifi.secret_since": {"fr": "Défini le {date}.", "en": "Set on {date}."},
     "wifi.secret_label": {"fr": "Nouveau mot de passe ou code PIN", "en": "New password or PIN"},
     "wifi.secret_help": {
-        "fr": "Un code PIN de 4 à 12 chiffres, ou un mot de passe de 8 caractères ou plus. "
+        "fr": "Un code PIN de 6 à 12 chiffres, ou un mot de passe de 8 caractères ou plus. "
         "Donnez-le au membre : il n'est plus affichable ensuite.",
-        "en": "A PIN of 4 to 12 digits, or a password of 8 characters or more. Give it to "
+        "en": "A PIN of 6 to 12 digits, or a password of 8 characters or more. Give it to "
         "the member: it cannot be shown again.",
     },
     "wifi.secret_set_button": {"fr": "Enregistrer le mot de passe Wi-Fi",

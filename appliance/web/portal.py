@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,64 @@ class PortalMetrics:
         )
 
 
+class MemberLockout:
+    """Failed portal logins per member, whichever identifier (e-mail, number) was typed.
+
+    On top of the per-address and per-identifier LoginLimiter: after `threshold`
+    failures in a row the member is locked for `base` seconds, and each further failure
+    doubles that, up to `cap` (5 → 1 min, 6 → 2 min, ... then 1 h per guess). A success
+    forgets the member, so does a day without failure. In memory, like LoginLimiter and
+    for the same reasons (one process, no disk writes an attacker could cause, a restart
+    only an admin can cause); keyed by member id only, so the number of entries is
+    bounded by the members, not by what strangers type. Nothing about the secret kept.
+    """
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        base: float = 60.0,
+        cap: float = 3600.0,
+        *,
+        forget_after: float = 24 * 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.base = base
+        self.cap = cap
+        self.forget_after = forget_after
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[int, tuple[int, float]] = {}  # member id: (failures, last failure)
+
+    def _lock_seconds(self, failures: int) -> float:
+        if failures < self.threshold:
+            return 0.0
+        return min(self.cap, self.base * 2 ** min(failures - self.threshold, 32))
+
+    def wait(self, member_id: int) -> float:
+        """Seconds before this member's secret may be tried again (0 when allowed now)."""
+        now = self.clock()
+        with self._lock:
+            failures, last = self._state.get(member_id, (0, now))
+            if now - last >= self.forget_after:
+                self._state.pop(member_id, None)
+                return 0.0
+            return max(0.0, last + self._lock_seconds(failures) - now)
+
+    def failure(self, member_id: int) -> float:
+        """Count a failure; returns the lock it starts (0 while under the threshold)."""
+        now = self.clock()
+        with self._lock:
+            failures, last = self._state.get(member_id, (0, now))
+            failures = 1 if now - last >= self.forget_after else failures + 1
+            self._state[member_id] = (failures, now)
+        return self._lock_seconds(failures)
+
+    def success(self, member_id: int) -> None:
+        with self._lock:
+            self._state.pop(member_id, None)
+
+
 class GatewayDown(Exception):
     """The gateway service did not answer: the portal says so instead of failing."""
 
@@ -111,6 +170,22 @@ def client_ip() -> str:
 
         return portal_peer(_config(), addr)
     return addr
+
+
+def on_lan(ip: str) -> bool:
+    """Whether an address is on the box's LAN (the network of gateway.lan_address).
+
+    The portal listens on web_listen (all interfaces), so it is reachable from the WAN
+    side too; only LAN clients may post a login. `ip` is client_ip(): the socket's
+    peer, never a header (there is no trusted proxy in front of the portal).
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr in ipaddress.IPv4Interface(_config().gateway.lan_address).network
 
 
 def gateway(cmd: str, **args: Any) -> dict[str, Any]:
@@ -218,6 +293,7 @@ def create_portal_app(
     # In memory, like the panel's: one process, no disk writes an attacker could cause.
     app.extensions["member_limiter"] = LoginLimiter(5, 300.0)
     app.extensions["voucher_limiter"] = LoginLimiter(5, 300.0)
+    app.extensions["member_lockout"] = MemberLockout()
     app.extensions["portal_clock"] = clock
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +316,10 @@ def create_portal_app(
             g.lang = wanted
         if request.endpoint in ("probe", "captive_api", "static"):
             return None
+        # Logins (member, voucher, guest) only from the LAN, before any token or secret is
+        # looked at: from the WAN side a 401/409 would tell a right PIN from a wrong one.
+        if request.method == "POST" and not on_lan(client_ip()):
+            return _render("portal/message.html", 403, message=i18n.translate("portal.lan_only"))
         # Any other site's address (an unauthorized device's HTTP lands here): to the portal.
         if request.host.rsplit(":", 1)[0] not in app.extensions["portal_hosts"]:
             return redirect(absolute("/"), 302)
@@ -361,8 +441,13 @@ def _routes(app: Flask) -> None:
         identifier = clip(request.form.get("identifier"), wifi_accounts.MAX_IDENTIFIER).strip()
         secret = clip(request.form.get("secret"), MAX_SECRET + 1)
         limiter: LoginLimiter = current_app.extensions["member_limiter"]
+        lockout: MemberLockout = current_app.extensions["member_lockout"]
         keys = (f"ip:{client_ip()}", f"id:{identifier.lower()}")
         wait = limiter.wait(keys)
+        # Per member too: the e-mail and the number name the same member and share a count.
+        member_id = wifi_accounts.find_member_id(get_db(), identifier) if wait <= 0 else None
+        if member_id is not None:
+            wait = lockout.wait(member_id)
         if wait > 0:
             metrics.logins.labels("member", "rate_limited").inc()
             minutes = max(1, int(wait + 59) // 60)
@@ -379,12 +464,19 @@ def _routes(app: Flask) -> None:
             result = wifi_accounts.authenticate_member(get_db(), identifier, secret, today)
         if result.result != "ok":
             limiter.failure(keys)
+            if member_id is not None:
+                locked = lockout.failure(member_id)
+                if locked:  # never the secret, nor the address
+                    log.warning("portal: member #%d locked out for %d s after failed logins",
+                                member_id, locked)
             metrics.logins.labels("member", "failure").inc()
             key = "portal.not_allowed" if result.result == "not_allowed" else "portal.bad_login"
             return _login_page(
                 client_info(), 401, error=i18n.translate(key), identifier=identifier
             )
         limiter.success(keys)
+        if member_id is not None:
+            lockout.success(member_id)
         return _after_login("member", _authorize("member", result.member_id))
 
     @app.get("/status")

@@ -49,7 +49,7 @@ from appliance.web.common import (
     service_call,
     site_config,
 )
-from appliance.web.i18n import current_language, pick, translate
+from appliance.web.i18n import CATALOG, current_language, pick, translate
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +425,9 @@ def sheet(token: str) -> Any:
         sheet=found,
         valid_until=_local(found.valid_until),
         quota=fmt_mb(found.quota_mb * 1_000_000),
+        # The how-to in French, then English, whatever the panel's language: tickets go
+        # to visitors (tourists too), not to the admin.
+        how=CATALOG["wifi.ticket_how"],
     )
 
 

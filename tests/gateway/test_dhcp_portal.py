@@ -186,11 +186,12 @@ def test_lease_with_option_114_probe_portal_guest_login_internet(topo, cfg, tmp_
     gw = topo.gw
     # dnsmasq, from the generated configuration only (no /etc/dnsmasq.conf).
     conf = dnsmasq.write(cfg, tmp_path / "dnsmasq.d")
-    conf_text = conf.read_text()
     leases = tmp_path / "leases"
+    dns_log = tmp_path / "dnsmasq.log"  # what the box's journal would get from dnsmasq
     dns = _start(
         topo, gw, "/usr/sbin/dnsmasq", f"--conf-file={conf}", "--keep-in-foreground",
-        "--log-facility=-", "--pid-file=", f"--dhcp-leasefile={leases}", "--user=root",
+        f"--log-facility={dns_log}", "--pid-file=", f"--dhcp-leasefile={leases}",
+        "--user=root",
         # Stands in for the internet's DNS: the probe's name points at the `wan` server.
         f"--address=/connectivitycheck.gstatic.com/{SERVER}",
     )
@@ -263,8 +264,15 @@ def test_lease_with_option_114_probe_portal_guest_login_internet(topo, cfg, tmp_
         assert str(learnt[DHCP_MAC].ip) == ip
         assert status["devices"][0]["hostname"] == learnt[DHCP_MAC].hostname
         assert svc.check_presence() == [] and svc.metrics.leases._value.get() == 1
-        # The hostile hostname changed nothing: same config, the table intact.
-        assert conf.read_text() == conf_text
+        # The hostile hostname changed nothing: one lease line of five fields (no line
+        # or field injected), no shell ran it, the table intact.
+        assert [len(line.split()) for line in leases.read_text().splitlines()] == [5]
+        # dnsmasq logged (it started), but nothing of the lease: `quiet-dhcp` in the
+        # generated file keeps the MAC, the IP and the name out of the journal.
+        journal = dns_log.read_text()
+        assert "started" in journal
+        assert DHCP_MAC not in journal and ip not in journal and "DHCPACK" not in journal
+        assert "quiet-dhcp" in conf.read_text().splitlines()
         assert not Path("/tmp/pwned").exists()
         assert topo.nft().list_table() is not None
         print(f"\nlogin_to_internet_ms={out['login_to_internet_ms']:.1f} "

@@ -19,6 +19,7 @@ def _cfg(**gateway: object) -> config_mod.Config:
 def test_defaults_range_router_dns_and_option_114():
     lines = dnsmasq.render(_cfg()).splitlines()
     assert "interface=wlan0" in lines and "dhcp-authoritative" in lines
+    assert "quiet-dhcp" in lines  # no lease (MAC, IP, name) in the journal
     assert "dhcp-range=10.42.0.10,10.42.0.250,255.255.255.0,60m" in lines
     assert "dhcp-option=option:router,10.42.0.1" in lines
     assert "dhcp-option=option:dns-server,10.42.0.1" in lines

@@ -155,8 +155,12 @@ def test_throttle_policy_polices_to_256_kbit(topo):
     elapsed = time.monotonic() - t0
     assert out["end"] == "eof", "throttled, not blocked: the download completes"
     assert out["received"] == 400_000
-    # 300 kB past the quota at 32 kB/s takes several seconds (not a blocked line, not free).
-    assert elapsed >= 300_000 / 32_000 * 0.6
+    # About 300 kB (plus headers and ACKs, counted too) past the quota at 32,000 bytes/s
+    # (256 kbit/s), less the bucket the limit starts with (a second's rate plus the
+    # burst): 8-9.3 s measured. Neither a blocked line nor free, and not much faster:
+    # the lower bound is 6.6 s; 384 kbit/s took 5.7 s, 300 kbit/s 6.5 s (both fail).
+    rate, bucket = 32_000, 64_000
+    assert (300_000 - bucket) / rate * 0.9 <= elapsed <= 300_000 / rate * 2, elapsed
 
 
 def test_the_image_s_base_ruleset_is_closed_until_the_gateway_replaces_it(topo):

@@ -74,13 +74,15 @@ def test_purge_by_date_keeps_a_year_from_the_end_and_open_sessions(tmp_path: Pat
     conn.close()
 
 
-def test_config_key_defaults_to_a_year_and_refuses_less() -> None:
+def test_config_key_defaults_to_a_year_and_refuses_less_or_more() -> None:
     cfg = config_mod.parse(tomllib.loads(config_mod.default_config_text()))
     assert cfg.wifi_sessions_days == 365
-    cfg = config_mod.parse(tomllib.loads("[retention]\nwifi_sessions_days = 730"), "s.toml")
-    assert cfg.wifi_sessions_days == 730
-    with pytest.raises(ConfigError, match="wifi_sessions_days"):
-        config_mod.parse(tomllib.loads("[retention]\nwifi_sessions_days = 90"), "s.toml")
+    cfg = config_mod.parse(tomllib.loads("[retention]\nwifi_sessions_days = 366"), "s.toml")
+    assert cfg.wifi_sessions_days == 366
+    for days in (90, 364, 367, 730):  # the portal's terms promise a year, then deleted
+        with pytest.raises(ConfigError, match="wifi_sessions_days"):
+            config_mod.parse(tomllib.loads(f"[retention]\nwifi_sessions_days = {days}"),
+                             "s.toml")
 
 
 @pytest.fixture

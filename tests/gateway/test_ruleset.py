@@ -79,7 +79,10 @@ def test_full_ruleset_replaces_the_table_atomically_and_binds_mac_and_ip():
         "inv": True,
     }
     limit = _objects(cmds, "limit")[0]
-    assert (limit["rate"], limit["rate_unit"], limit["inv"]) == (32, "kbytes", True)
+    # 256 kbit/s exactly: 32,000 bytes a second (nft's "kbytes" are KiB: 262 kbit/s).
+    assert (limit["rate"], limit["rate_unit"], limit["per"], limit["inv"]) == (
+        32_000, "bytes", "second", True)
+    assert (limit["burst"], limit["burst_unit"]) == (32_000, "bytes")
     elements = {e["name"]: e["elem"] for e in _objects(cmds, "element")}
     assert elements["allowed4"] == [{"concat": ["aa:bb:cc:dd:ee:01", "10.42.0.10"]}]
     assert elements["up4"] == [

@@ -132,6 +132,55 @@ def test_midnight_reset_guest_by_mac_kick_and_extend(topo, cfg):
         svc.stop()
 
 
+def _spent4(topo) -> list:
+    """The kernel's spent4 set (devices redirected to the "quota reached" page)."""
+    listing = topo.nft().list_table() or []
+    sets = [o["set"] for o in listing if "set" in o and o["set"]["name"] == "spent4"]
+    return [e["concat"] for e in sets[0].get("elem", [])]
+
+
+def test_the_admin_s_reset_over_the_socket_gives_a_spent_quota_back(topo, cfg):
+    """A member (2 MB, "block") downloads past the quota: the kernel cuts it and the
+    device meets the "quota reached" page. The panel's reset, over the gateway socket,
+    zeroes the kernel's quota: traffic flows again, nothing is spent or marked."""
+    c1, _ = topo.clients
+    member = rs.Owner("member", 6)
+    svc = GatewayService(
+        cfg, topo.nft(), wall=Clock(NOON), neighbours=topo.neighbours()
+    ).start(loop=False)
+    try:
+        ipc.call(cfg.gateway_socket, "authorize", kind="member", owner_id=6, mac=c1.mac, ip=c1.ip)
+        got = topo.fetch(c1, SERVER, 5001, "3000000", idle=2)["received"]
+        assert 1_000_000 < got <= 2_000_000 + 1514  # cut by the kernel
+        svc.persist()
+        assert svc.ledgers[member].spent and set(svc.spent_marked) == {c1.mac}
+        assert _spent4(topo) == [[c1.mac, c1.ip]]
+        assert topo.who(c1, SERVER, 5001, idle=1) is None
+        assert topo.who(c1, SERVER, 80) == "portal"  # the "quota reached" redirect
+
+        out = ipc.call(cfg.gateway_socket, "reset", kind="member", owner_id=6)
+        assert out["ok"] and not out["spent"] and out["policy"] == "block"
+        assert (out["used_bytes"], out["limit_bytes"]) == (0, 2_000_000)
+        assert not svc.ledgers[member].spent and svc.spent_marked == {}
+        assert _spent4(topo) == []
+        # Counted from zero (a stray retransmission of the cut download may pass now).
+        reading = topo.nft().read_quotas()[member]
+        assert reading.used_bytes < 100_000 and not reading.spent
+        # Traffic flows again, the web included, and the new count starts from zero.
+        assert topo.who(c1, SERVER, 80) == "wan"
+        assert topo.fetch(c1, SERVER, 5001, "1000000", idle=2)["received"] == 1_000_000
+        svc.persist()
+        ledger = svc.ledgers[member]
+        assert 1_000_000 < ledger.used_bytes < 1_200_000 and not ledger.spent
+        quota = ipc.call(cfg.gateway_socket, "status")["quotas"][0]
+        assert (quota["id"], quota["spent"]) == (6, False)
+        # A reset of an owner with no quota today is refused, not created.
+        with pytest.raises(ipc.IpcError, match="no quota today"):
+            ipc.call(cfg.gateway_socket, "reset", kind="member", owner_id=99)
+    finally:
+        svc.stop()
+
+
 def test_metrics_have_no_personal_labels(topo, cfg):
     c1, _ = topo.clients
     svc = GatewayService(

@@ -13,12 +13,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
 
 from appliance import members, wifi_accounts
 from appliance.config import Config
 from appliance.ipc import CommandServer
 from appliance.web import i18n
-from appliance.web.portal import APPLE_SUCCESS, CAPTIVE_JSON, FIREFOX_CANONICAL, create_portal_app
+from appliance.web.portal import (
+    APPLE_SUCCESS,
+    CAPTIVE_JSON,
+    FIREFOX_CANONICAL,
+    MemberLockout,
+    create_portal_app,
+)
 
 TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
 PHONE = "10.42.0.23"
@@ -220,9 +227,16 @@ def _member(conn, **fields: Any) -> int:
     return members.add_member(conn, members.validate_member(data, {}))
 
 
+def _legacy_pin(conn, member_id: int, pin: str) -> None:
+    """A 4-digit PIN set before new PINs needed 6 digits: it must keep working."""
+    conn.execute("UPDATE members SET portal_secret_hash = ? WHERE id = ?",
+                 (generate_password_hash(pin), member_id))
+
+
 def test_member_login_by_email_or_number_and_rate_limit(portal, gateway, conn):
     member_id = _member(conn)
-    wifi_accounts.set_portal_secret(conn, member_id, "4321")
+    # Was set_portal_secret(..., "4321"); a new 4-digit PIN is now refused, an old one works.
+    _legacy_pin(conn, member_id, "4321")
     c = phone(portal)
 
     def attempt(identifier: str, secret: str, client: Phone = c):
@@ -350,11 +364,21 @@ def test_portal_templates_use_known_keys_and_no_bare_text():
 
 def test_member_secret_rules(conn):
     member_id = _member(conn)
-    for bad in ("12", "1" * 13, "short", "x" * 129, "tab\there1"):
+    for bad in ("12", "1234", "12345", "1" * 13, "short", "x" * 129, "tab\there1"):
         with pytest.raises(wifi_accounts.SecretRejected):
             wifi_accounts.set_portal_secret(conn, member_id, bad)
-    wifi_accounts.set_portal_secret(conn, member_id, "123456")
+    with pytest.raises(wifi_accounts.SecretRejected) as refused:
+        wifi_accounts.check_secret("4321")
+    assert "de 6 à 12 chiffres" in refused.value.messages["fr"]
+    assert "6 to 12 digits" in refused.value.messages["en"]
     today = dt.date(2026, 5, 4)
+    _legacy_pin(conn, member_id, "4321")  # set before the rule: still lets the member in
+    assert wifi_accounts.authenticate_member(conn, "A-17", "4321", today).result == "ok"
+    wifi_accounts.set_portal_secret(conn, member_id, "123456")
+    assert wifi_accounts.authenticate_member(conn, "A-17", "4321", today).result != "ok"
+    assert wifi_accounts.find_member_id(conn, " zoe@EXAMPLE.org ") == member_id
+    assert wifi_accounts.find_member_id(conn, "a-17") == member_id
+    assert wifi_accounts.find_member_id(conn, "nobody@example.org") is None
     assert wifi_accounts.authenticate_member(conn, "A-17", "123456", today).result == "ok"
     assert wifi_accounts.authenticate_member(conn, "", "123456", today).result != "ok"
     assert wifi_accounts.authenticate_member(conn, "A-17' OR 1=1 --", "123456",
@@ -363,3 +387,129 @@ def test_member_secret_rules(conn):
     assert len(codes) == 200
     assert all(wifi_accounts.normalize_voucher_code(c.lower()) for c in codes)
     assert wifi_accounts.normalize_voucher_code("ABCD-EFGH-JKM0") is None  # 0 is not used
+
+
+# --- brute force: per-member lockout, logins from the LAN only --------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_member_lockout_grows_doubles_caps_and_resets():
+    clock = FakeClock()
+    lock = MemberLockout(clock=clock)
+    for _ in range(4):
+        assert lock.failure(7) == 0
+        assert lock.wait(7) == 0
+    assert [lock.failure(7) for _ in range(9)] == [60, 120, 240, 480, 960, 1920, 3600, 3600,
+                                                   3600]
+    assert lock.wait(7) == 3600 and lock.wait(8) == 0  # per member
+    clock.now += 3599
+    assert lock.wait(7) == 1
+    lock.success(7)
+    assert lock.wait(7) == 0 and lock.failure(7) == 0  # counting starts again
+    for _ in range(4):
+        lock.failure(7)
+    clock.now += 24 * 3600  # a quiet day forgets the failures
+    assert lock.wait(7) == 0 and lock.failure(7) == 0
+
+
+def test_member_lockout_holds_across_identifiers_and_addresses(portal, gateway, conn, caplog):
+    caplog.set_level("INFO")
+    member_id = _member(conn)
+    _legacy_pin(conn, member_id, "4321")
+    clock = FakeClock()
+    portal.extensions["member_limiter"].clock = clock
+    portal.extensions["member_lockout"].clock = clock
+
+    def attempt(ip: str, identifier: str, secret: str):
+        c = phone(portal, ip)
+        return c.post("/member", data={"token": token(c), "identifier": identifier,
+                                       "secret": secret})
+
+    # 5 wrong PINs spread over both identifiers and two addresses: under the old
+    # per-address and per-identifier limits (5 each), but the member is now locked.
+    for guess in ("0000", "1111", "2222"):
+        assert attempt("10.42.0.31", "zoe@example.org", guess).status_code == 401
+    for guess in ("3333", "4444"):
+        assert attempt("10.42.0.32", "A-17", guess).status_code == 401
+    for ip, identifier in (("10.42.0.33", "zoe@example.org"), ("10.42.0.34", "a-17")):
+        r = attempt(ip, identifier, "4321")  # the right PIN, from a fresh address
+        assert r.status_code == 429, identifier
+        assert "Réessayez dans 1 min" in r.get_data(as_text=True)
+    assert gateway.sent("portal_authorize") == []
+    clock.now += 61  # the first lock is one minute; a success forgets the failures
+    assert attempt("10.42.0.33", "A-17", "4321").status_code == 303
+    gateway.authorized.clear()
+
+    clock.now += 400  # past the per-identifier window
+    for guess in ("0001", "0002", "0003"):
+        assert attempt("10.42.0.35", "zoe@example.org", guess).status_code == 401
+    for guess in ("0004", "0005"):
+        assert attempt("10.42.0.36", "A-17", guess).status_code == 401
+    assert attempt("10.42.0.37", "A-17", "4321").status_code == 429
+    clock.now += 61
+    assert attempt("10.42.0.36", "A-17", "0006").status_code == 401  # 6th: two minutes
+    clock.now += 61
+    r = attempt("10.42.0.37", "zoe@example.org", "4321")
+    assert r.status_code == 429 and "Réessayez dans 1 min" in r.get_data(as_text=True)
+    clock.now += 60
+    assert attempt("10.42.0.37", "zoe@example.org", "4321").status_code == 303
+    assert len(gateway.sent("portal_authorize")) == 2
+    assert "locked out for 60 s" in caplog.text and "locked out for 120 s" in caplog.text
+    for secret in ("4321", "0000", "0006"):
+        assert secret not in caplog.text
+
+
+WAN = "203.0.113.7"
+
+
+def test_logins_are_answered_only_on_the_lan(portal, gateway, conn):
+    member_id = _member(conn)
+    wifi_accounts.set_portal_secret(conn, member_id, "864209")
+    vid, code = wifi_accounts.create_voucher(conn, batch="wan", quota_bytes=500_000_000)
+    lan_token = token(phone(portal))
+    for ip in (WAN, "10.42.1.5", "192.168.1.20", "::1"):
+        c = phone(portal, ip)
+        forms = {
+            "/member": {"identifier": "A-17", "secret": "864209"},
+            "/guest": {"accept": "yes"},
+            "/guest?voucher": {"accept": "yes", "voucher": code},
+        }
+        for path, form in forms.items():
+            # Even with a valid form, a spoofed forwarded-for and the right secret.
+            r = c.post(path.split("?")[0], data={"token": token(c), **form},
+                       headers={"X-Forwarded-For": PHONE})
+            html = r.get_data(as_text=True)
+            assert r.status_code == 403, (ip, path)
+            assert "uniquement depuis le Wi-Fi ou le réseau local" in html, (ip, path)
+            assert "incorrect" not in html and "Trop de tentatives" not in html
+        assert c.post("/member", data={"token": lan_token, "identifier": "A-17",
+                                       "secret": "0000"}).status_code == 403
+        r = c.post("/member?lang=en", data={"identifier": "A-17", "secret": "0000"})
+        assert r.status_code == 403
+        assert "Wi-Fi login is only possible from the telecentre" in r.get_data(as_text=True)
+    assert gateway.sent("portal_authorize") == []
+    # Not a single secret was checked: the many WAN tries locked nothing on the LAN.
+    for _ in range(10):
+        phone(portal, WAN).post("/member", data={"identifier": "A-17", "secret": "0000"})
+    c = phone(portal)
+    r = c.post("/member", data={"token": token(c), "identifier": "A-17", "secret": "864209"})
+    assert r.status_code == 303
+    # An IPv4-mapped LAN peer is on the LAN.
+    mapped = phone(portal, "::ffff:10.42.0.40")
+    assert mapped.post("/guest", data={"accept": "yes"}).status_code == 400  # token, not 403
+
+
+def test_probes_and_rfc8908_api_still_answer_off_the_lan(portal, gateway):
+    r = phone(portal, WAN, "connectivitycheck.gstatic.com").get("/generate_204")
+    assert r.status_code == 302 and r.headers["Location"] == "http://10.42.0.1/"
+    r = phone(portal, WAN).get("/api/captive")
+    assert r.status_code == 200 and r.mimetype == CAPTIVE_JSON
+    assert r.get_json()["captive"] is True
+    assert phone(portal, WAN).get("/").status_code == 200

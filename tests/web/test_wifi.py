@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from appliance import members, wifi_accounts
 from appliance.config import Config
+from appliance.web import i18n
 from appliance.web.wifi import VoucherSheets
 
 from .conftest import ADMIN, csrf_token, login, post
@@ -227,6 +228,16 @@ def make_batch(client: FlaskClient, **form: str):
     return post(client, "/wifi/vouchers", data, token_from="/wifi/vouchers")
 
 
+def _ticket_how(html: str) -> int:
+    """How many tickets carry the how-to in French then English (each once)."""
+    fr, en = i18n.CATALOG["wifi.ticket_how"]["fr"], i18n.CATALOG["wifi.ticket_how"]["en"]
+    tickets = [unescape(t) for t in html.split('<article class="ticket">')[1:]]
+    assert all(t.count(fr) == 1 and t.count(en) == 1 for t in tickets)
+    assert all(t.index(fr) < t.index(en) for t in tickets)
+    assert '<p class="how" lang="fr">' in html and '<p class="how" lang="en">' in html
+    return len(tickets)
+
+
 def test_voucher_batch_sheet_and_codes_work_at_the_portal(
     admin_client: FlaskClient, app: Flask, conn, gateway: FakeGateway
 ) -> None:
@@ -243,6 +254,14 @@ def test_voucher_batch_sheet_and_codes_work_at_the_portal(
     assert len(codes) == 3 and len(set(codes)) == 3
     assert "Télécentre" in html and "500 Mo par jour" in html and "Appareils : 2" in html
     assert "Valable jusqu&#39;au" in html
+    # The how-to on every ticket in French, then English (tourists), whatever the
+    # admin's language.
+    assert _ticket_how(html) == 3
+    admin_client.set_cookie("lang", "en")
+    english = text(admin_client.get(r.location))
+    assert "Volume: 500 MB a day" in english  # the rest in the panel's language
+    assert _ticket_how(english) == 3
+    admin_client.delete_cookie("lang")
     assert HOSTILE not in html and "&lt;script&gt;" in html
     # no external asset, no inline script or style
     assert "<script" not in html and "style=" not in html and "<style" not in html
@@ -369,8 +388,15 @@ def test_admin_sets_a_member_wifi_pin(admin_client: FlaskClient, conn, caplog) -
     today = dt.date(2026, 11, 23)
     r = post(admin_client, f"/members/{member_id}/wifi-secret", {"secret": "12"})
     assert r.status_code == 302
-    assert "de 4 à 12 chiffres" in text(admin_client.get(f"/members/{member_id}"))
+    assert "de 6 à 12 chiffres" in text(admin_client.get(f"/members/{member_id}"))
     assert wifi_accounts.authenticate_member(conn, "jeanne@example.org", "12",
+                                             today).result == "bad_credentials"
+    # New PINs have at least 6 digits: a 4-digit one is refused with the rule in the form.
+    r = post(admin_client, f"/members/{member_id}/wifi-secret", {"secret": "4829"})
+    page = text(admin_client.get(f"/members/{member_id}"))
+    assert "de 6 à 12 chiffres" in page and "se devine trop facilement" in page
+    assert "Aucun mot de passe Wi-Fi" in page
+    assert wifi_accounts.authenticate_member(conn, "jeanne@example.org", "4829",
                                              today).result == "bad_credentials"
     post(admin_client, f"/members/{member_id}/wifi-secret", {"secret": "482913"})
     page = text(admin_client.get(f"/members/{member_id}"))
