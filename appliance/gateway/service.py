@@ -239,7 +239,8 @@ class GatewayService:
                 now - self._last_lan_try >= LAN_RETRY_SECONDS):
             self.prepare_lan()
             if (self.lan_state or {}).get("ready"):
-                self._shape_all()  # the interface came late: its queues too
+                with self._lock:  # the socket's handlers change the devices meanwhile
+                    self._shape_all()  # the interface came late: its queues too
         notify("WATCHDOG=1")
 
     def prepare_lan(self) -> None:
