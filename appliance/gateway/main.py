@@ -41,11 +41,10 @@ def run(config) -> int:
                 line_from_config(config.gateway), TcRunner(),
                 lan_is_bridge=config.gateway.lan_is_bridge,
             )
+        box = ipaddress.IPv4Interface(config.gateway.lan_address)
         # Presence: ARP probes on the LAN (CAP_NET_RAW), answered as the box's LAN address.
-        prober = ArpProber(config.gateway.lan_interface,
-                           ipaddress.IPv4Interface(config.gateway.lan_address).ip)
-        lan = Lan(config.gateway.lan_interface, ipaddress.IPv4Interface(config.gateway.lan_address),
-                  bridge=config.gateway.lan_is_bridge)
+        prober = ArpProber(config.gateway.lan_interface, box.ip)
+        lan = Lan(config.gateway.lan_interface, box, bridge=config.gateway.lan_is_bridge)
         service = GatewayService(
             config, NftRunner((config.gateway.nft_path,)), shaper=shaper, prober=prober, lan=lan
         ).start()

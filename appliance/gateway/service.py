@@ -235,13 +235,17 @@ class GatewayService:
             self.check_spent()
         if now - self._last_probe >= self.config.gateway.presence_interval_seconds:
             self.check_presence(now)
-        if self.lan is not None and not (self.lan_state or {}).get("ready") and (
+        if self.lan is not None and not self.lan_ready and (
                 now - self._last_lan_try >= LAN_RETRY_SECONDS):
             self.prepare_lan()
-            if (self.lan_state or {}).get("ready"):
+            if self.lan_ready:
                 with self._lock:  # the socket's handlers change the devices meanwhile
                     self._shape_all()  # the interface came late: its queues too
         notify("WATCHDOG=1")
+
+    @property
+    def lan_ready(self) -> bool:
+        return bool(self.lan_state and self.lan_state["ready"])
 
     def prepare_lan(self) -> None:
         """The box's address on the LAN (a bridge made if it is one), and whether the
@@ -250,7 +254,7 @@ class GatewayService:
         if self.lan is None:
             return
         self._last_lan_try = self.wall()
-        was_ready = (self.lan_state or {}).get("ready")
+        was_ready = self.lan_ready
         try:
             state = self.lan.prepare()
         except (LanError, OSError, subprocess.SubprocessError) as exc:

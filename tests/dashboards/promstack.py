@@ -77,6 +77,19 @@ def with_flags(args: list[str], **overrides: str) -> list[str]:
     return out
 
 
+
+def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM, and the whole process group (started with start_new_session) killed if it
+    has not stopped within `timeout` seconds. Nothing to do for one already gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
 class Prometheus:
     """One Prometheus process; `stop()` by PID, `start()` again with the same arguments."""
 
@@ -102,14 +115,7 @@ class Prometheus:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        stop_process(self.proc, 15)
 
     @staticmethod
     def binary() -> str:

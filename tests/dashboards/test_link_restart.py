@@ -8,9 +8,7 @@ again from 0, which increase() over the restart counts right.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -47,14 +45,7 @@ class LinkProcess:
                  "the link metrics")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        promstack.stop_process(self.proc, 20)
 
 
 def test_a_restart_keeps_the_gauges_and_increase_counts_the_tests_across_it(tmp_path):
