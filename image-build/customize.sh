@@ -82,6 +82,8 @@ chroot "$root" systemctl enable telecentre.target telecentre-door.service \
 # and hostapd is restarted when the gateway rewrites it (the path unit).
 chroot "$root" systemctl unmask hostapd.service
 chroot "$root" systemctl enable hostapd.service telecentre-hostapd-reload.path
+# dnsmasq (enabled above) too: restarted when the gateway rewrites its configuration.
+chroot "$root" systemctl enable telecentre-dnsmasq-reload.path
 # Debian's own Prometheus server: the site runs it in agent mode (our unit) only.
 chroot "$root" systemctl disable prometheus.service
 chroot "$root" systemctl set-default multi-user.target

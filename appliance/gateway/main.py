@@ -18,7 +18,9 @@ def run(config) -> int:
     from appliance.gateway.shaping import Shaper, TcRunner, line_from_config
     from appliance.runtime import serve_metrics, serve_until_stopped
 
-    # dnsmasq starts after us (its unit says so) and reads what we write here.
+    # dnsmasq starts after us (its unit says so) and reads what we write here; when this
+    # changes it (only then is the file rewritten), telecentre-dnsmasq-reload.path
+    # restarts dnsmasq on it.
     path = dnsmasq.write(config)
     log.info("dnsmasq configuration written to %s", path)
     # hostapd too (its unit starts after us); no networks in [wifi]: no access point.

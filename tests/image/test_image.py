@@ -56,7 +56,8 @@ SERVICES = ["door", "web", "gateway", "link", "metrics-agent"]
 UNITS = [f"telecentre-{s}.service" for s in SERVICES]
 OTHER_UNITS = ["nftables.service", "dnsmasq.service", "ssh.service",
                "systemd-networkd.service", "telecentre-firstboot.service",
-               "telecentre-hostapd-reload.path", "paths.target"]
+               "telecentre-hostapd-reload.path", "telecentre-dnsmasq-reload.path",
+               "paths.target"]
 BOOT_TIMEOUT = 12 * 60
 MAX_EXPOSURE = 2.5
 FIGURES: dict[str, float | str] = {}
@@ -396,7 +397,9 @@ def _check_lan(vm: Vm) -> None:
     """The LAN side of a box: IPv4 forwarding on, nftables' base ruleset ours (closed), the
     gateway puts the box's address on the LAN interface and dnsmasq serves there. The
     site's default LAN is wlan0, which this VM lacks: the gateway says so; then the site
-    config names eth1 (a wired LAN port) and the gateway and dnsmasq are restarted."""
+    config names eth1 (a wired LAN port) and only the gateway is restarted, as the admin
+    does: it rewrites dnsmasq's file and telecentre-dnsmasq-reload.path restarts dnsmasq
+    on it. A restart with the same settings leaves dnsmasq alone."""
     assert vm.run("sysctl -n net.ipv4.ip_forward").strip() == "1"
     assert "policy drop" in vm.run("cat /etc/nftables.conf")  # ours, not Debian's
     journal = vm.run("journalctl -b -u telecentre-gateway.service -o cat --no-pager")
@@ -404,15 +407,38 @@ def _check_lan(vm: Vm) -> None:
     vm.run("sed -i 's/^lan_interface = \"wlan0\"$/lan_interface = \"eth1\"/' "
            "/etc/telecentre/telecentre.toml")
     assert 'lan_interface = "eth1"' in vm.run("cat /etc/telecentre/telecentre.toml")
-    vm.run("systemctl restart telecentre-gateway.service dnsmasq.service")
+    reload_unit = "telecentre-dnsmasq-reload.service"
+    # The boot wrote dnsmasq's file before dnsmasq started: the path unit never fired.
+    assert _show(vm, reload_unit, "ExecMainStartTimestampMonotonic") == "0"
+    dnsmasq_run = _show(vm, "dnsmasq.service", "InvocationID")
+    assert dnsmasq_run, "dnsmasq has no invocation"
+    vm.run("systemctl restart telecentre-gateway.service")  # not dnsmasq: the path unit does
     vm.wait_for("the box's address on the LAN",
                 lambda: " 10.42.0.1/24 " in vm.run("ip -4 -o addr show dev eth1"), 120)
     forward = vm.run("nft list chain inet telecentre forward")
     assert "policy accept" in forward and "jump from_lan" in forward, forward
-    vm.wait_for("dnsmasq on the LAN address",
-                lambda: "10.42.0.1:53 " in vm.run("ss -Hlnu 'sport = :53'"), 60)
+    conf = vm.run("cat /run/telecentre/dnsmasq.d/telecentre.conf").splitlines()
+    assert "interface=eth1" in conf, conf
+    # The dnsmasq started at boot (interface=wlan0) never listens on eth1's address.
+    vm.wait_for("dnsmasq restarted by its path unit, on the LAN address",
+                lambda: _show(vm, "dnsmasq.service", "InvocationID") not in ("", dnsmasq_run)
+                and "10.42.0.1:53 " in vm.run("ss -Hlnu 'sport = :53'"), 120)
     assert vm.run("systemctl is-active telecentre-gateway.service dnsmasq.service").split() == [
         "active", "active"]
+    assert _show(vm, reload_unit, "ExecMainStartTimestampMonotonic") != "0"
+    assert _show(vm, reload_unit, "Result") == "success"
+    # Same settings: the gateway leaves the file alone, and the path unit dnsmasq.
+    reloaded_at = _show(vm, reload_unit, "ExecMainStartTimestampMonotonic")
+    dnsmasq_run = _show(vm, "dnsmasq.service", "InvocationID")
+    vm.run("systemctl restart telecentre-gateway.service")
+    time.sleep(15)  # the file is written before READY=1: the path unit would have fired
+    assert _show(vm, reload_unit, "ExecMainStartTimestampMonotonic") == reloaded_at
+    assert _show(vm, "dnsmasq.service", "InvocationID") == dnsmasq_run
+    assert "10.42.0.1:53 " in vm.run("ss -Hlnu 'sport = :53'")
+
+
+def _show(vm: Vm, unit: str, prop: str) -> str:
+    return vm.run(f"systemctl show -p {prop} --value {unit}").strip()
 
 
 def _check_first_boot_work(vm: Vm) -> None:

@@ -114,6 +114,7 @@ def test_the_units_and_drop_ins_exist():
         "telecentre-gateway.service", "telecentre-link.service",
         "telecentre-metrics-agent.service",
         "telecentre-hostapd-reload.path", "telecentre-hostapd-reload.service",
+        "telecentre-dnsmasq-reload.path", "telecentre-dnsmasq-reload.service",
     } <= names
     assert {p.parent.name for p in drop_ins()} == {
         "dnsmasq.service.d", "hostapd.service.d", "nftables.service.d",
@@ -302,10 +303,49 @@ def test_hostapd_follows_the_file_the_gateway_writes():
     assert value(service, "ProtectSystem") == "strict"
 
 
-def test_the_image_installs_and_enables_the_path_unit():
+def test_dnsmasq_follows_the_file_the_gateway_writes():
+    """The same for dnsmasq's file: a path unit on it restarts dnsmasq (a SIGHUP would not
+    re-read it); without the file dnsmasq stays stopped (the drop-in's condition)."""
+    from appliance.config import Config
+    from appliance.gateway import dnsmasq
+
+    written = str(Config(None).runtime_dir / "dnsmasq.d" / dnsmasq.FILENAME)
+    conf_dir = (SYSTEMD_DIR / "dnsmasq.d/telecentre.conf").read_text()
+    assert f"conf-dir={Path(written).parent},*.conf" in conf_dir.splitlines()
+    path = unit("telecentre-dnsmasq-reload.path")
+    assert path["Path"]["PathChanged"] == [written]
+    assert value(path, "Unit", "Path") == "telecentre-dnsmasq-reload.service"
+    assert "telecentre.target" in words(path, "Install", "WantedBy")
+    assert "telecentre.target" in words(path, "Unit", "PartOf")
+    assert "telecentre-gateway.service" in words(path, "Unit", "After")
+    assert value(path, "DefaultDependencies", "Unit") == "no"  # no cycle with paths.target
+    drop_in = parse_unit((SYSTEMD_DIR / "dnsmasq.service.d/telecentre.conf").read_text())
+    assert drop_in["Unit"]["ConditionFileNotEmpty"] == [written]
+
+    service = unit("telecentre-dnsmasq-reload.service")
+    assert value(service, "Type") == "oneshot"
+    assert service["Service"]["ExecStart"] == [
+        "/usr/bin/systemctl --no-ask-password restart dnsmasq.service"]
+    assert "Install" not in service  # started by the path unit only
+    # dnsmasq comes back once a restarting gateway is ready (its rules in place).
+    assert "telecentre-gateway.service" in words(service, "Unit", "After")
+    # The same sandbox as hostapd's: root for PID 1's private socket, and nothing else.
+    hostapd_service = unit("telecentre-hostapd-reload.service")
+    assert service["Service"] == {
+        **hostapd_service["Service"],
+        "ExecStart": ["/usr/bin/systemctl --no-ask-password restart dnsmasq.service"],
+    }
+    assert value(service, "User") is None
+    assert words(service, "Service", "CapabilityBoundingSet") == []
+    assert "CapabilityBoundingSet" in service["Service"]
+    assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
+
+
+def test_the_image_installs_and_enables_the_path_units():
     customize = (REPO / "image-build/customize.sh").read_text()
     assert '"$repo"/systemd/telecentre*.path' in customize
     assert re.search(r"systemctl enable [^\n]*telecentre-hostapd-reload\.path", customize)
+    assert re.search(r"systemctl enable [^\n]*telecentre-dnsmasq-reload\.path", customize)
 
 
 def test_sysusers_and_tmpfiles_match_the_units():
