@@ -156,6 +156,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{cfg.path}: valid. Site '{cfg.site_name}', {len(cfg.plans)} plans, "
         f"{len(cfg.closures)} closures, hardware '{cfg.backend}'."
     )
+    from appliance.web import tls
+
+    if tls.portal_name(cfg):
+        # The files are checked here as the web service will at its start (run this as the
+        # telecentre user, or as root: then only the key's mode tells who may read it).
+        try:
+            checked = tls.load(cfg)
+        except tls.TlsError as exc:
+            print(f"{cfg.path}: {exc}. The portal will be served over http only.",
+                  file=sys.stderr)
+            return 1
+        print(f"HTTPS: the certificate for {checked.name} is valid until "
+              f"{checked.not_after.date().isoformat()}.")
     return 0
 
 

@@ -143,6 +143,12 @@ class GatewayConfig:
     # The portal's address as devices see it ("" = http://<lan_address>/): a name the
     # box's dnsmasq answers with the box's LAN address, used for DHCP option 114 and links.
     portal_url: str = ""
+    # HTTPS (portal_url "https://name/"): the certificate for that name (full chain, PEM)
+    # and its key, read by the web service at start; it serves them on portal_tls_port,
+    # where the gateway redirects the LAN's connections to the box's port 443.
+    tls_certificate: str = ""
+    tls_key: str = ""
+    portal_tls_port: int = 8443
     presence_interval_seconds: float = 30.0
     absent_after_seconds: float = 600.0
     guest: WifiClass = WifiClass(1000, 5.0, 0.5, "block")
@@ -391,26 +397,50 @@ def _wifi_class(r: _Reader, default: WifiClass) -> WifiClass:
 
 
 def _portal_url(r: _Reader) -> str:
-    """"" or http://name/ (a DNS name, no port or path): the portal as devices see it.
+    """"" or http(s)://name/ (a DNS name, no port or path): the portal as devices see it.
 
-    https is refused for now: the portal identifies a device by the address its request
-    comes from, so TLS must end in the portal itself, which does not serve it yet.
+    https is served by the portal itself (the web service, with tls_certificate and
+    tls_key): the portal identifies a device by the address its request comes from, so
+    TLS cannot end in a proxy in front of it.
     """
     value = r.get("portal_url", "")
     if value == "":
         return ""
-    expected = ('"" or "http://name/" with a DNS name such as "http://wifi.telecentre.fr/" '
-                "(https is not served by the portal yet)")
-    if not isinstance(value, str) or not value.startswith("http://"):
+    expected = ('"" or "http://name/" or "https://name/" with a DNS name such as '
+                '"https://wifi.telecentre.fr/"')
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise r.fail("portal_url", value, expected)
-    host = value.removeprefix("http://").removesuffix("/")
+    scheme, _, rest = value.partition("://")
+    host = rest.removesuffix("/")
     labels = host.split(".")
     if (not 1 <= len(host) <= 253 or len(labels) < 2 or any(
             not 1 <= len(x) <= 63 or x.startswith("-") or x.endswith("-")
             or not all(c.isascii() and (c.isalnum() or c == "-") for c in x) for x in labels)
             or host.replace(".", "").isdigit()):
         raise r.fail("portal_url", value, expected)
-    return f"http://{host.lower()}/"
+    return f"{scheme}://{host.lower()}/"
+
+
+def _tls_paths(r: _Reader, portal_url: str) -> tuple[str, str]:
+    """tls_certificate and tls_key: absolute paths, both given exactly when portal_url is
+    https. Only their form is checked here (every service loads this file, and the door
+    must not stop for a certificate); the web service checks the files at start."""
+    https = portal_url.startswith("https://")
+    paths = []
+    for key in ("tls_certificate", "tls_key"):
+        value = r.get(key, "")
+        if not isinstance(value, str) or len(value) > 4096 or (
+                value and not value.startswith("/")):
+            raise r.fail(key, value, 'an absolute path such as "/etc/telecentre/tls/'
+                         + ('fullchain.pem"' if key == "tls_certificate" else 'privkey.pem"'))
+        if https and not value:
+            what = "key" if key == "tls_key" else "full chain"
+            raise r.fail(key, value, f"the path of the certificate's {what} (PEM), since "
+                         "portal_url is https")
+        if value and not https:
+            raise r.fail(key, value, '"" unless portal_url is "https://<the certificate\'s name>/"')
+        paths.append(value)
+    return paths[0], paths[1]
 
 
 def _gateway(r: _Reader) -> GatewayConfig:
@@ -459,6 +489,8 @@ def _gateway(r: _Reader) -> GatewayConfig:
         raise r.fail("upload_ifb", ifb, 'a new interface name such as "ifb-telecentre"')
     upstream = _texts(r, "upstream_dns", (), 'a list of IPv4 addresses like ["9.9.9.9"]')
     upstream = tuple(_ipv4(r, f"upstream_dns[{i}]", a) for i, a in enumerate(upstream))
+    portal_url = _portal_url(r)
+    tls_certificate, tls_key = _tls_paths(r, portal_url)
     gw = GatewayConfig(
         lan_interface=lan,
         wan_interface=wan,
@@ -479,7 +511,10 @@ def _gateway(r: _Reader) -> GatewayConfig:
         guest_share_percent=r.number("guest_share_percent", d.guest_share_percent, 5, 95, " %"),
         upload_ifb=ifb,
         lease_file=r.string("lease_file", d.lease_file, maxlen=4096),
-        portal_url=_portal_url(r),
+        portal_url=portal_url,
+        tls_certificate=tls_certificate,
+        tls_key=tls_key,
+        portal_tls_port=r.integer("portal_tls_port", d.portal_tls_port, 1, 65535),
         presence_interval_seconds=r.number("presence_interval_seconds",
                                            d.presence_interval_seconds, 5, 600, " seconds"),
         absent_after_seconds=r.number("absent_after_seconds", d.absent_after_seconds,
@@ -487,6 +522,9 @@ def _gateway(r: _Reader) -> GatewayConfig:
         guest=_wifi_class(r.table("guest"), d.guest),
         member=_wifi_class(r.table("member"), d.member),
     )
+    if gw.portal_tls_port == gw.portal_port:
+        raise r.fail("portal_tls_port", gw.portal_tls_port,
+                     f"a port other than portal_port ({gw.portal_port})")
     r.check_unknown()
     return gw
 

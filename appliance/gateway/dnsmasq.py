@@ -6,7 +6,9 @@ so no text can add a dnsmasq directive. What clients send (hostnames in DHCP req
 only ever reaches dnsmasq's lease file, never this configuration.
 
 The gateway writes the file to `runtime_dir/dnsmasq.d/telecentre.conf` (read by dnsmasq
-through /etc/dnsmasq.d/telecentre.conf); dnsmasq starts after the gateway.
+through /etc/dnsmasq.d/telecentre.conf); dnsmasq starts after the gateway, and
+telecentre-dnsmasq-reload.path restarts it when the file changes (a SIGHUP does not make
+dnsmasq re-read its configuration, only its hosts and resolv files).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ FILENAME = "telecentre.conf"
 
 def portal_base_url(config: Config) -> str:
     """The portal as a device reaches it: `portal_url` (a name dnsmasq resolves to the
-    box), else the box's LAN address; port 80 either way (redirected to the portal)."""
+    box), else the box's LAN address; port 80 or 443 (redirected to the portal's ports)."""
     if config.gateway.portal_url:
         return config.gateway.portal_url
     return f"http://{ipaddress.IPv4Interface(config.gateway.lan_address).ip}/"
@@ -82,7 +84,7 @@ def render(config: Config) -> str:
     ]
     if g.portal_url:
         # The portal's name answers with the box's LAN address, on the LAN only.
-        host = g.portal_url.removeprefix("http://").rstrip("/")
+        host = g.portal_url.partition("://")[2].rstrip("/")  # http:// or https://
         lines.append(f"address=/{_checked(host)}/{box}")
     if g.upstream_dns:
         lines.append("no-resolv")
@@ -97,14 +99,22 @@ def _checked(value: str) -> str:
 
 
 def write(config: Config, directory: Path | None = None) -> Path:
-    """Write the file atomically (a reader never sees half of it); returns its path."""
+    """Write the file atomically (a reader never sees half of it), and only if its content
+    changed: telecentre-dnsmasq-reload.path restarts dnsmasq on every change, and a
+    restart drops DHCP and DNS on the LAN for a moment. Returns its path."""
     directory = Path(directory) if directory is not None else config.runtime_dir / "dnsmasq.d"
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILENAME
+    text = render(config)
+    try:
+        if path.read_text("ascii") == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".telecentre.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(render(config))
+            fh.write(text)
         os.chmod(tmp, 0o644)  # dnsmasq runs as its own user
         os.replace(tmp, path)
     except BaseException:

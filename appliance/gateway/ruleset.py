@@ -234,13 +234,15 @@ class Network:
         default_factory=lambda: tuple(ipaddress.IPv4Network(n) for n in DEFAULT_BLOCKED)
     )
     lan_is_bridge: bool = False
+    # The portal over HTTPS (portal_url https): the LAN's port 443 to the box goes here.
+    portal_tls_port: int | None = None
 
     def __post_init__(self) -> None:
         check_ifname(self.lan)
         check_ifname(self.wan)
         if self.lan == self.wan:
             raise ValueError("the LAN and WAN interfaces must differ")
-        for port in (self.portal_port, self.dns_port):
+        for port in (self.portal_port, self.dns_port, self.portal_tls_port or 1):
             if not 0 < port < 65536:
                 raise ValueError(f"not a port: {port}")
         if self.lan_address.network.prefixlen < 20:
@@ -439,6 +441,10 @@ def table_commands(net: Network) -> list[Command]:
             {"redirect": {"port": net.portal_port}},
         ),
     ]
+    if net.portal_tls_port:
+        # HTTPS to the portal's name (dnsmasq answers it with the box's address): to the
+        # portal's TLS port. Only to the box: other sites' 443 is never intercepted.
+        cmds.append(_tls_redirect(net, iif_lan, box))
     for proto in ("udp", "tcp"):
         cmds.append(
             _rule(
@@ -478,7 +484,7 @@ def table_commands(net: Network) -> list[Command]:
         _rule(
             "lan_to_box",
             _match(_payload("ip", "daddr"), box),
-            _match(_payload("tcp", "dport"), {"set": [net.dns_port, net.portal_port]}),
+            _match(_payload("tcp", "dport"), {"set": _box_tcp_ports(net)}),
             {"accept": None},
         ),
         _rule(
@@ -516,6 +522,22 @@ def table_commands(net: Network) -> list[Command]:
         _rule("to_lan", {"drop": None}),
     ]
     return cmds
+
+
+def _tls_redirect(net: Network, iif_lan: dict[str, Any], box: str) -> Command:
+    return _rule(
+        "prerouting",
+        iif_lan,
+        _match(_payload("ip", "daddr"), box),
+        _match(_payload("tcp", "dport"), 443),
+        {"redirect": {"port": net.portal_tls_port}},
+    )
+
+
+def _box_tcp_ports(net: Network) -> list[int]:
+    """The box's TCP ports the LAN reaches (after the redirects): DNS, the portal."""
+    ports = [net.dns_port, net.portal_port]
+    return ports + [net.portal_tls_port] if net.portal_tls_port else ports
 
 
 def bridge_commands() -> list[Command]:

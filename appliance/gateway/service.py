@@ -124,6 +124,7 @@ def network_from_config(config: Config) -> rs.Network:
         wan=g.wan_interface,
         lan_address=ipaddress.IPv4Interface(g.lan_address),
         portal_port=g.portal_port,
+        portal_tls_port=g.portal_tls_port if g.portal_url.startswith("https://") else None,
         blocked=tuple(ipaddress.IPv4Network(n) for n in g.blocked_networks),
         lan_is_bridge=g.lan_is_bridge,
     )

@@ -7,7 +7,9 @@ and the tests; `serve` is what the systemd unit runs.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
+from pathlib import Path
 from typing import Any
 
 import waitress
@@ -17,7 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from appliance.config import Config
 from appliance.sdnotify import notify
 from appliance.watchdog import Watchdog, http_probe, watchdog_interval
-from appliance.web import create_app
+from appliance.web import create_app, tls
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,123 @@ def _waitress(app: Flask, host: str, port: int, *, body: int, header: int, timeo
     return server
 
 
+TLS_THREADS = 4
+
+
+def make_portal_tls_server(config: Config, host: str, port: int, *, app: Flask,
+                           context: ssl.SSLContext) -> Any:
+    """The same portal app over HTTPS, on its own port (the ruleset redirects the box's
+    443 there), with cheroot: waitress has no TLS.
+
+    The handshake runs in a worker thread (cheroot's own adapter runs it in the accept
+    loop, where one silent client stalls every other: cherrypy/cheroot#748), bounded by
+    the channel timeout. REMOTE_ADDR is the socket's peer, as with waitress.
+    Same interface as the portal's waitress server: `.run()`, `.close()`, `.bound_port`.
+    """
+    from cheroot import wsgi
+
+    server = wsgi.Server((host, port), app, numthreads=TLS_THREADS, timeout=30,
+                         server_name="telecentre")
+    server.max_request_header_size = 32 * 1024
+    server.max_request_body_size = 64 * 1024
+    server.ssl_adapter = _tls_adapter(context)
+    server.ConnectionClass = _tls_connection_class()
+    server.prepare()  # binds: an error here (port taken) is the caller's to report
+    server.flask_app = app
+    server.bound_port = int(server.bind_addr[1])
+    server.run = server.serve
+    server.close = server.stop
+    return server
+
+
+def _tls_adapter(context: ssl.SSLContext) -> Any:
+    from cheroot.makefile import StreamReader, StreamWriter
+    from cheroot.ssl import Adapter
+
+    class LazyHandshake(Adapter):
+        """Wraps an accepted socket without the handshake (done by the connection)."""
+
+        env = {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+        def __init__(self) -> None:
+            super().__init__("", "")
+            self.context = context
+
+        def bind(self, sock: Any) -> Any:
+            return sock
+
+        def wrap(self, sock: Any) -> tuple[Any, dict[str, str]]:
+            tls = self.context.wrap_socket(sock, server_side=True,
+                                           do_handshake_on_connect=False)
+            return tls, dict(self.env)
+
+        def get_environ(self) -> dict[str, str]:
+            return dict(self.env)
+
+        def makefile(self, sock: Any, mode: str = "r", bufsize: int = -1) -> Any:
+            return (StreamReader if "r" in mode else StreamWriter)(sock, mode, bufsize)
+
+    return LazyHandshake()
+
+
+def _tls_connection_class() -> type:
+    from cheroot.server import HTTPConnection
+
+    class TlsConnection(HTTPConnection):
+        """Finishes the TLS handshake in the worker, before the first request."""
+
+        handshaken = False
+
+        def communicate(self) -> bool:
+            if not self.handshaken:
+                try:
+                    self.socket.do_handshake()
+                except OSError:  # a timeout, a client refusing us, plain HTTP on 443
+                    return False
+                self.handshaken = True
+            return super().communicate()
+
+    return TlsConnection
+
+
+def portal_servers(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    cafile: str | Path | None = None,
+) -> tuple[Any, Any | None]:
+    """The portal's http server, and its https one when portal_url is https and the
+    certificate passes (web.tls; `cafile` replaces the system's authorities, for tests).
+
+    A certificate refused (missing, unreadable, expired, for another name, a key that
+    is not its own) is logged with the config key and the portal is served over http
+    only, its links then http://<name>/: neither the portal nor the panel stop for it.
+    """
+    g = config.gateway
+    portal_url: str | None = None
+    checked: tls.PortalTls | None = None
+    if tls.portal_name(config):
+        try:
+            checked = tls.load(config, cafile=cafile)
+        except tls.TlsError as exc:
+            log.error("the portal is served over http only: %s", exc)
+            portal_url = "http://" + g.portal_url.removeprefix("https://")
+    if checked and tls.expires_soon(checked):
+        log.warning("%s: the portal's certificate expires on %s: renew it",
+                    tls.CERT_KEY, checked.not_after.date().isoformat())
+    portal = make_portal_server(config, config.web_listen, g.portal_port,
+                                registry=registry, portal_url=portal_url)
+    secure = None
+    if checked:
+        try:
+            secure = make_portal_tls_server(config, config.web_listen, g.portal_tls_port,
+                                            app=portal.flask_app, context=checked.context)
+        except OSError as exc:
+            log.error("the portal is served over http only: gateway.portal_tls_port %d: %s",
+                      g.portal_tls_port, exc)
+    return portal, secure
+
+
 def make_metrics_server(config: Config, source: Any) -> Any:
     """Serve the panel's metrics on config.metrics_listen:config.web_metrics_port (loopback).
 
@@ -100,14 +219,13 @@ def serve(config: Config) -> None:
     app = create_app(config)
     make_metrics_server(config, app)
     server = make_server(config, config.web_listen, config.web_port, app=app)
-    portal = make_portal_server(
-        config,
-        config.web_listen,
-        config.gateway.portal_port,
-        registry=app.extensions["metrics_registry"],
-    )
+    portal, secure = portal_servers(config, registry=app.extensions["metrics_registry"])
     threading.Thread(target=portal.run, name="portal", daemon=True).start()
     log.info("captive portal listening on %s:%d", config.web_listen, portal.bound_port)
+    if secure is not None:
+        threading.Thread(target=secure.run, name="portal-tls", daemon=True).start()
+        log.info("captive portal over HTTPS listening on %s:%d", config.web_listen,
+                 secure.bound_port)
     log.info(
         "panel listening on %s:%d, metrics on %s:%d",
         config.web_listen, server.bound_port, config.metrics_listen, config.web_metrics_port,
@@ -123,5 +241,7 @@ def serve(config: Config) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if secure is not None:
+            secure.close()
         portal.close()
         server.close()

@@ -60,6 +60,37 @@ def test_write_is_atomic_and_readable_by_dnsmasq(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["telecentre.conf"]
 
 
+def test_write_leaves_an_unchanged_file_alone(tmp_path):
+    """A restart of the gateway with the same settings must not touch the file: the path
+    unit would restart dnsmasq for nothing (DHCP and DNS gone on the LAN for a moment)."""
+    path = dnsmasq.write(_cfg(), tmp_path / "d")
+    before = path.stat()
+    assert dnsmasq.write(_cfg(), tmp_path / "d") == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_ino, before.st_mtime_ns, before.st_ctime_ns)
+    assert [p.name for p in path.parent.iterdir()] == ["telecentre.conf"]
+
+
+def test_write_replaces_a_changed_file_atomically(tmp_path):
+    """New content goes in as a new file renamed over the old one: dnsmasq (or anyone
+    holding the old file open) reads the old file or the new one whole, never a mix."""
+    path = dnsmasq.write(_cfg(), tmp_path / "d")
+    old_text, old_inode = path.read_text(), path.stat().st_ino
+    changed = _cfg(lan_interface="eth1")
+    with path.open() as held:
+        assert dnsmasq.write(changed, tmp_path / "d") == path
+        assert held.read() == old_text  # the old file was not rewritten in place
+    assert path.stat().st_ino != old_inode
+    assert path.read_text() == dnsmasq.render(changed) and "interface=eth1" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["telecentre.conf"]
+    # Content that is not ours (a hand edit, a truncated file) is replaced too.
+    path.write_bytes(b"\xff garbage\n")
+    dnsmasq.write(changed, tmp_path / "d")
+    assert path.read_text() == dnsmasq.render(changed)
+
+
 def test_pick_mac_from_neighbour_entries():
     entries = [
         {"dst": "10.42.0.11", "dev": "br0", "state": ["FAILED"]},
@@ -84,10 +115,39 @@ def test_portal_url_name_in_option_114_and_resolved_to_the_box():
     assert not any(x.startswith("address=") for x in dnsmasq.render(_cfg()).splitlines())
 
 
+def test_https_portal_url_in_option_114_and_its_name_resolved_to_the_box():
+    cfg = _cfg(portal_url="https://Portail.Telecentre-Test.fr/",
+               tls_certificate="/etc/telecentre/tls/fullchain.pem",
+               tls_key="/etc/telecentre/tls/privkey.pem")
+    assert cfg.gateway.portal_url == "https://portail.telecentre-test.fr/"
+    lines = dnsmasq.render(cfg).splitlines()
+    assert 'dhcp-option=114,"https://portail.telecentre-test.fr/api/captive"' in lines
+    assert "address=/portail.telecentre-test.fr/10.42.0.1" in lines
+    assert dnsmasq.captive_api_url(cfg) == "https://portail.telecentre-test.fr/api/captive"
+
+
+@pytest.mark.parametrize(
+    ("gateway", "key"),
+    [
+        ({"portal_url": "https://p.telecentre.fr/"}, "tls_certificate"),
+        ({"portal_url": "https://p.telecentre.fr/", "tls_certificate": "/c.pem"}, "tls_key"),
+        ({"portal_url": "https://p.telecentre.fr/", "tls_certificate": "c.pem",
+          "tls_key": "/k.pem"}, "tls_certificate"),
+        ({"portal_url": "http://p.telecentre.fr/", "tls_certificate": "/c.pem",
+          "tls_key": "/k.pem"}, "tls_certificate"),
+        ({"tls_key": "/k.pem"}, "tls_key"),
+        ({"portal_tls_port": 8088}, "portal_tls_port"),
+    ],
+)
+def test_tls_keys_go_with_an_https_portal_url(gateway, key):
+    with pytest.raises(config_mod.ConfigError, match=f"'gateway.{key}'"):
+        _cfg(**gateway)
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        "https://wifi.telecentre.fr/",  # TLS is not served by the portal (yet)
+        "https://wifi.telecentre.fr:8443/",
         "http://10.42.0.1/",
         "http://wifi/",
         "http://wifi.telecentre.fr/portal",

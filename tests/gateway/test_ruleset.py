@@ -137,6 +137,35 @@ def test_unauthorized_rules_and_ipv6_drops_present():
     assert any("masquerade" in e for r in by_chain["postrouting"] for e in r)
 
 
+def test_https_to_the_box_alone_goes_to_the_portal_s_tls_port():
+    def rules(net):
+        return [r["expr"] for r in _objects(rs.table_commands(net), "rule")]
+
+    def mentions_443(expr):
+        return any(e.get("match", {}).get("right") == 443 for e in expr)
+
+    assert not any(mentions_443(e) for e in rules(NET))  # plain http: 443 untouched
+    assert "8443" not in json.dumps(rules(NET))
+    tls = rs.Network("br-lan", "eth0", ipaddress.IPv4Interface("10.42.0.1/24"),
+                     portal_tls_port=8443)
+    https = [e for e in rules(tls) if mentions_443(e)]
+    assert https == [[
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-lan"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                   "right": "10.42.0.1"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                   "right": 443}},
+        {"redirect": {"port": 8443}},
+    ]]  # never an unauthorized device's 443 to another site
+    to_box = [r["expr"] for r in _objects(rs.table_commands(tls), "rule")
+              if r["chain"] == "lan_to_box"]
+    assert any({"set": [53, 8088, 8443]} == e.get("match", {}).get("right") for r in to_box
+               for e in r)
+    with pytest.raises(ValueError):
+        rs.Network("br-lan", "eth0", ipaddress.IPv4Interface("10.42.0.1/24"),
+                   portal_tls_port=70000)
+
+
 def test_user_text_never_reaches_a_name():
     """Whatever a device sends, only validated MAC/IP values reach the JSON, as values."""
     with pytest.raises(ValueError):
