@@ -18,19 +18,22 @@ gw, wan); prints one JSON object as its last line. Needs root (namespaces, nft, 
   divided by the same client's download with no telecentre table and no qdisc (bare
   forwarding). The runs go in rounds of gateway, bare, bare, gateway (the gateway is
   stopped, its table and qdiscs removed, then started again: it restores everything
-  from its database); a round's ratio is its gateway throughput over its bare
+  from its database, and its runs start once it is in its steady state, see `settle`;
+  `gateway_service_cpu_s_per_measure` is the service's own CPU time during each pair
+  of gateway runs); a round's ratio is its gateway throughput over its bare
   throughput, and the figure is the median of `ROUNDS` rounds
   (`forwarding_ratio_rounds` lists them all). Why: single runs on this 2-core VM move by
   ±15 % from one to the next, more than the gateway's cost; a round's four runs are
   within a minute of each other, and a slow drift of the machine's speed during a round
   falls on both sides alike. `forwarding_ratio_up` is the same for the client's upload
-  (shaped on the WAN interface). On veth this is CPU-bound (about 15 Gbit/s), so it
-  measures the cost per packet of the datapath.
+  (shaped on the WAN interface). Both ends use cubic (`RUNS`): on veth the path is then
+  CPU-bound (about 20-28 Gbit/s), so the ratio measures the datapath's cost per packet;
+  `forwarding_ratio_bbr` and `forwarding_ratio_up_bbr` are the same with BBR.
 - `jain_fairness`: three members sharing a 20 Mbit/s line, one of them with 8
   connections (tests/gateway/test_shaping_kernel.py's setting).
 - `gateway_service_rss_mb`: VmRSS of the gateway process with the 201 devices.
 
-    python benchmarks/gateway.py            # the full run (about 7 minutes)
+    python benchmarks/gateway.py            # the full run (about 11 minutes)
     python benchmarks/gateway.py --quick    # a smoke run with small numbers
 """
 
@@ -68,6 +71,14 @@ from tests.gateway.traffic import compete, jain, start_servers  # noqa: E402
 
 FILLERS = 200
 ROUNDS = 7
+# The forwarding runs of a measure: (name, TCP congestion control of both ends). cubic is
+# what the figure is: Debian's default and the clients' (Windows, macOS, iOS, Android),
+# and on veth it fills the path until a CPU is busy, so the ratio is the datapath's cost.
+# BBR (this VM's kernel default) is listed too: it paces by its estimate of the path's
+# bandwidth and round trip, which on veth are ~12 Gbit/s and ~20 µs, so it runs below
+# what the CPU forwards (~12 against ~22 Gbit/s with cubic, through the same gateway)
+# and its ratio says how a few µs more per packet move BBR's estimates.
+RUNS = (("down", "cubic"), ("up", "cubic"), ("down_bbr", "bbr"), ("up_bbr", "bbr"))
 
 # Waits for "go" lines; after each, retries "who" to the wan server until it answers.
 PROBE_CODE = textwrap.dedent(
@@ -159,6 +170,34 @@ def wait_socket(cfg: config_mod.Config, proc: subprocess.Popen, timeout: float =
     raise RuntimeError("the gateway socket did not answer")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (its waited-for children included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, quiet_cpu_s: float = 0.02, timeout: float = 30) -> float:
+    """Wait until the service is in its steady state; returns the seconds waited.
+
+    Right after its socket answers, the gateway runs its first loop turn: the first
+    presence round imports scapy and probes every device (about 0.4 s of CPU here),
+    the first check of the spent quotas lists the kernel's sets. A service that has
+    run for more than a second never does that again, so a forwarding run started
+    then would charge a one-off start-up cost to the datapath. Steady state: a whole
+    second in which the service used less than `quiet_cpu_s` of CPU (its periodic
+    work, every 5 and 30 s, still falls in the runs, as it would on a site).
+    """
+    t0 = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - before < quiet_cpu_s:
+            return time.monotonic() - t0
+        before = now
+    raise RuntimeError("the gateway did not settle")
+
+
 def call(cfg: config_mod.Config, command: str, **kw: Any) -> dict[str, Any]:
     reply = ipc.call(cfg.gateway_socket, command, **kw)
     if not reply.get("ok"):
@@ -201,6 +240,8 @@ def main() -> int:
             topo.procs.append(proc)
             wait_socket(cfg, proc)
             return proc
+
+        service_cpu: list[float] = []  # the service's CPU seconds in each gateway run
 
         def stop_gateway(proc: subprocess.Popen) -> None:
             """Stop the gateway and remove all it left (its table stays on a stop)."""
@@ -254,16 +295,22 @@ def main() -> int:
         # machine's speed during a round falls on both sides alike); a round's ratio is
         # its gateway bytes over its bare bytes, the figure is the median round.
         runs: dict[str, dict[str, list[float]]] = {
-            side: {"down": [], "up": []} for side in ("gateway", "bare")
+            side: {d: [] for d, _ in RUNS} for side in ("gateway", "bare")
         }
-        per_round: dict[str, list[float]] = {"down": [], "up": []}
+        per_round: dict[str, list[float]] = {d: [] for d, _ in RUNS}
 
         def measure(side: str) -> dict[str, float]:
+            if side == "gateway":
+                assert service is not None
+                settle(service.pid)
+                cpu0 = cpu_seconds(service.pid)
             got = {}
-            for direction in ("down", "up"):
-                (got[direction],) = compete([(c1, ports[0])], seconds,
-                                            download=direction == "down")
+            for direction, cc in RUNS:
+                (got[direction],) = compete([(c1, ports[0])], seconds, congestion=cc,
+                                            download=direction.startswith("down"))
                 runs[side][direction].append(got[direction])
+            if side == "gateway":
+                service_cpu.append(round(cpu_seconds(service.pid) - cpu0, 2))
             return got
 
         for r in range(rounds):
@@ -283,6 +330,8 @@ def main() -> int:
                 per_round[d].append((g1[d] + g2[d]) / (b1[d] + b2[d]))
         result["forwarding_ratio"] = round(statistics.median(per_round["down"]), 3)
         result["forwarding_ratio_up"] = round(statistics.median(per_round["up"]), 3)
+        result["forwarding_ratio_bbr"] = round(statistics.median(per_round["down_bbr"]), 3)
+        result["forwarding_ratio_up_bbr"] = round(statistics.median(per_round["up_bbr"]), 3)
         result["forwarding_ratio_rounds"] = {
             d: [round(x, 3) for x in v] for d, v in per_round.items()
         }
@@ -290,6 +339,7 @@ def main() -> int:
             side: {d: [round(b) for b in v] for d, v in x.items()} for side, x in runs.items()
         }
         result["seconds_per_iperf3"] = seconds
+        result["gateway_service_cpu_s_per_measure"] = service_cpu
     finally:
         if service is not None and service.poll() is None:
             service.terminate()

@@ -71,9 +71,12 @@ def test_gateway_benchmark_quick_run_prints_its_figures():
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     # Keys and kinds only: timings belong to the full run.
-    for key in ("quota_overshoot_bytes", "forwarding_ratio", "jain_fairness",
+    for key in ("quota_overshoot_bytes", "forwarding_ratio", "forwarding_ratio_up",
+                "forwarding_ratio_bbr", "forwarding_ratio_up_bbr", "jain_fairness",
                 "gateway_service_rss_mb"):
         assert isinstance(figures[key], int | float), key
     assert set(figures["login_to_internet_ms"]) >= {"p50", "p99"}
     assert 0 < figures["forwarding_ratio"] and 0 < figures["jain_fairness"] <= 1
     assert figures["shaping_leaf_classes"] == 201
+    # The service's own CPU time in each measure of the gateway (two, one round).
+    assert len(figures["gateway_service_cpu_s_per_measure"]) == 2

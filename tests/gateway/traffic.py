@@ -54,10 +54,12 @@ def start_servers(topo: Topology, count: int) -> list[int]:
     return ports
 
 
-def _iperf_argv(client: Client, port: int, seconds: float, download: bool, streams: int
-                ) -> list[str]:
+def _iperf_argv(client: Client, port: int, seconds: float, download: bool, streams: int,
+                congestion: str | None = None) -> list[str]:
     argv = ["ip", "netns", "exec", client.ns, iperf3(), "-c", SERVER, "-p", str(port),
             "-t", f"{seconds:g}", "-O", "1", "-J", "-P", str(streams)]
+    if congestion is not None:  # both ends' TCP congestion control (iperf3 -C)
+        argv += ["-C", congestion]
     return argv + (["-R"] if download else [])
 
 
@@ -74,12 +76,14 @@ def compete(
     *,
     download: bool = True,
     streams: Sequence[int] | None = None,
+    congestion: str | None = None,
 ) -> list[float]:
-    """Run iperf3 from every (client, server port) at once; each one's received bit/s."""
+    """Run iperf3 from every (client, server port) at once; each one's received bit/s.
+    `congestion`: the TCP congestion control of both ends (None: the system's)."""
     streams = list(streams or [1] * len(pairs))
     procs = [
         subprocess.Popen(
-            _iperf_argv(c, port, seconds, download, n),
+            _iperf_argv(c, port, seconds, download, n, congestion),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
