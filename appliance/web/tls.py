@@ -142,21 +142,20 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> dic
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     c = client.wrap_bio(c_in, c_out, server_hostname=name)
     s = server.wrap_bio(s_in, s_out, server_side=True)
+
+    def step(side: ssl.SSLObject) -> bool:
+        """One turn of a side's handshake: whether it has finished."""
+        try:
+            side.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
     c_done = s_done = False
     for _ in range(10):
-        if not c_done:
-            try:
-                c.do_handshake()
-                c_done = True
-            except ssl.SSLWantReadError:
-                pass
+        c_done = c_done or step(c)
         s_in.write(c_out.read())
-        if not s_done:
-            try:
-                s.do_handshake()
-                s_done = True
-            except ssl.SSLWantReadError:
-                pass
+        s_done = s_done or step(s)
         c_in.write(s_out.read())
         if c_done and s_done:
             return c.getpeercert()

@@ -271,26 +271,25 @@ def test_the_access_point_and_dhcp_wait_for_the_portal_rules():
         assert "telecentre-gateway.service" in words(conf, "Unit", "After")
 
 
-def test_hostapd_follows_the_file_the_gateway_writes():
-    """The gateway cannot manage services: a path unit on its hostapd.conf restarts hostapd
-    (started, stopped or reconfigured by PID 1 from the drop-in's condition on that file)."""
-    from appliance.config import Config
-    from appliance.gateway import hostapd
-
-    written = str(Config(None).runtime_dir / hostapd.FILENAME)
-    path = unit("telecentre-hostapd-reload.path")
+def check_reload_units(service_name: str, written: str) -> dict:
+    """A path unit on the file the gateway writes restarts `service_name` (started,
+    stopped or reconfigured by PID 1 from its drop-in's condition on that file), from a
+    oneshot that is root for PID 1's private socket and nothing else. Returns the
+    oneshot's parsed unit."""
+    path = unit(f"telecentre-{service_name}-reload.path")
     assert path["Path"]["PathChanged"] == [written]
-    assert value(path, "Unit", "Path") == "telecentre-hostapd-reload.service"
+    assert value(path, "Unit", "Path") == f"telecentre-{service_name}-reload.service"
     assert "telecentre.target" in words(path, "Install", "WantedBy")
     assert "telecentre.target" in words(path, "Unit", "PartOf")
     assert "telecentre-gateway.service" in words(path, "Unit", "After")
-    drop_in = parse_unit((SYSTEMD_DIR / "hostapd.service.d/telecentre.conf").read_text())
-    assert drop_in["Unit"]["ConditionFileNotEmpty"] == [written]  # after the reset
+    assert value(path, "DefaultDependencies", "Unit") == "no"  # no cycle with paths.target
+    drop_in = parse_unit((SYSTEMD_DIR / f"{service_name}.service.d/telecentre.conf").read_text())
+    assert drop_in["Unit"]["ConditionFileNotEmpty"] == [written]
 
-    service = unit("telecentre-hostapd-reload.service")
+    service = unit(f"telecentre-{service_name}-reload.service")
     assert value(service, "Type") == "oneshot"
     assert service["Service"]["ExecStart"] == [
-        "/usr/bin/systemctl --no-ask-password restart hostapd.service"]
+        f"/usr/bin/systemctl --no-ask-password restart {service_name}.service"]
     assert "Install" not in service  # started by the path unit only
     # root for PID 1's private socket, and nothing else: no capability, AF_UNIX only
     assert value(service, "User") is None
@@ -301,44 +300,35 @@ def test_hostapd_follows_the_file_the_gateway_writes():
     assert value(service, "PrivateNetwork") == "yes" and value(service, "IPAddressDeny") == "any"
     assert value(service, "NoNewPrivileges") == "yes"
     assert value(service, "ProtectSystem") == "strict"
+    return service
+
+
+def test_hostapd_follows_the_file_the_gateway_writes():
+    """The gateway cannot manage services: a path unit on its hostapd.conf restarts hostapd."""
+    from appliance.config import Config
+    from appliance.gateway import hostapd
+
+    check_reload_units("hostapd", str(Config(None).runtime_dir / hostapd.FILENAME))
 
 
 def test_dnsmasq_follows_the_file_the_gateway_writes():
-    """The same for dnsmasq's file: a path unit on it restarts dnsmasq (a SIGHUP would not
-    re-read it); without the file dnsmasq stays stopped (the drop-in's condition)."""
+    """The same for dnsmasq's file (a SIGHUP would not make dnsmasq re-read it); without
+    the file dnsmasq stays stopped (the drop-in's condition)."""
     from appliance.config import Config
     from appliance.gateway import dnsmasq
 
     written = str(Config(None).runtime_dir / "dnsmasq.d" / dnsmasq.FILENAME)
     conf_dir = (SYSTEMD_DIR / "dnsmasq.d/telecentre.conf").read_text()
     assert f"conf-dir={Path(written).parent},*.conf" in conf_dir.splitlines()
-    path = unit("telecentre-dnsmasq-reload.path")
-    assert path["Path"]["PathChanged"] == [written]
-    assert value(path, "Unit", "Path") == "telecentre-dnsmasq-reload.service"
-    assert "telecentre.target" in words(path, "Install", "WantedBy")
-    assert "telecentre.target" in words(path, "Unit", "PartOf")
-    assert "telecentre-gateway.service" in words(path, "Unit", "After")
-    assert value(path, "DefaultDependencies", "Unit") == "no"  # no cycle with paths.target
-    drop_in = parse_unit((SYSTEMD_DIR / "dnsmasq.service.d/telecentre.conf").read_text())
-    assert drop_in["Unit"]["ConditionFileNotEmpty"] == [written]
-
-    service = unit("telecentre-dnsmasq-reload.service")
-    assert value(service, "Type") == "oneshot"
-    assert service["Service"]["ExecStart"] == [
-        "/usr/bin/systemctl --no-ask-password restart dnsmasq.service"]
-    assert "Install" not in service  # started by the path unit only
+    service = check_reload_units("dnsmasq", written)
     # dnsmasq comes back once a restarting gateway is ready (its rules in place).
     assert "telecentre-gateway.service" in words(service, "Unit", "After")
-    # The same sandbox as hostapd's: root for PID 1's private socket, and nothing else.
+    # The same sandbox as hostapd's.
     hostapd_service = unit("telecentre-hostapd-reload.service")
     assert service["Service"] == {
         **hostapd_service["Service"],
         "ExecStart": ["/usr/bin/systemctl --no-ask-password restart dnsmasq.service"],
     }
-    assert value(service, "User") is None
-    assert words(service, "Service", "CapabilityBoundingSet") == []
-    assert "CapabilityBoundingSet" in service["Service"]
-    assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
 
 
 def test_the_image_installs_and_enables_the_path_units():
