@@ -259,6 +259,13 @@ class Topology:
         )
         return json.loads(proc.stdout)
 
+    def end_server_connections(self, port: int) -> None:
+        """Abort the wan server's connections on `port` (`ss -K`). A download the quota cut
+        is still being retransmitted by the server after the client gave up; once a quota
+        is extended or reset, those retransmissions would eat the new allowance before
+        the next download."""
+        run("ip", "netns", "exec", self.wan, "ss", "-K", "-t", f"( sport = :{port} )")
+
     def who(self, client: Client, host: str, port: int, **kw) -> str | None:
         """The tag of the server that answered, or None if nothing did."""
         out = self.fetch(client, host, port, **kw)
