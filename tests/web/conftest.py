@@ -23,6 +23,8 @@ from appliance.door.policy import Closure, Plan, Window
 from appliance.ipc import CommandServer
 from appliance.web import create_app
 
+from .fake_gateway import PortalGateway
+
 ADMIN = ("alice", "correct-horse-battery")
 STAFF = ("bob", "staff-password-123")
 
@@ -103,6 +105,15 @@ def config(tmp_path: Path, runtime_dir: Path) -> Config:
         plans=plans,
         closures=closures,
     )
+
+
+@pytest.fixture
+def gateway(config: Config) -> Iterator[PortalGateway]:
+    """The gateway's portal commands at its socket (test_wifi.py has the panel's own)."""
+    fake = PortalGateway(config.gateway_socket)
+    fake.server.start()
+    yield fake
+    fake.server.stop()
 
 
 @pytest.fixture

@@ -62,3 +62,54 @@ class FakeGateway:
 
     def sent(self, cmd: str) -> list[dict[str, Any]]:
         return [c for c in self.commands if c["cmd"] == cmd]
+
+
+class PortalGateway:
+    """The gateway's portal commands: devices by IP, a quota per device, every call recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.authorized: dict[str, dict[str, Any]] = {}
+        self.refuse: str | None = None
+        self._lock = threading.Lock()
+        self.server = CommandServer(
+            path,
+            {
+                "client": self._client,
+                "portal_authorize": self._authorize,
+                "portal_logout": self._logout,
+            },
+        )
+
+    def _info(self, ip: str) -> dict[str, Any]:
+        info = {"ok": True, "known": ip.startswith("10.42.0."), "authorized": False}
+        if ip in self.authorized:
+            info.update(authorized=True, **self.authorized[ip])
+        return info
+
+    def _client(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            return self._info(req["ip"])
+
+    def _authorize(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            if self.refuse:
+                return {"ok": False, "error": self.refuse}
+            self.authorized[req["ip"]] = {
+                "kind": req["kind"], "owner_id": req.get("owner_id", 1),
+                "used_bytes": 250_000_000, "limit_bytes": 1_000_000_000,
+                "remaining_bytes": 750_000_000, "spent": False, "policy": "block",
+                "seconds_remaining": 3600 if req["kind"] == "voucher" else None,
+                "reset_in_seconds": 5 * 3600 + 120,
+            }
+            return self._info(req["ip"])
+
+    def _logout(self, req: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(dict(req))
+            return {"ok": True, "logged_out": self.authorized.pop(req["ip"], None) is not None}
+
+    def sent(self, cmd: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["cmd"] == cmd]

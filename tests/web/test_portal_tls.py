@@ -26,7 +26,6 @@ from appliance.config import Config
 from appliance.web import tls
 from appliance.web.portal import CAPTIVE_JSON
 from appliance.web.server import portal_servers
-from tests.web.test_portal import FakeGateway
 
 NAME = "portail.telecentre-test.fr"
 NOW = dt.datetime.now(dt.UTC)
@@ -84,14 +83,6 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def gateway(config: Config):
-    fake = FakeGateway(config.gateway_socket)
-    fake.server.start()
-    yield fake
-    fake.server.stop()
 
 
 def https_config(config: Config, cert: Path, key: Path) -> Config:
