@@ -419,13 +419,7 @@ def table_commands(net: Network) -> list[Command]:
         # NAT: unauthorized devices' HTTP goes to the portal; their DNS to the box even
         # if they have their own resolver configured (so detection probes resolve).
         _base_chain("prerouting", "nat", "prerouting", -100),
-        _rule(
-            "prerouting",
-            iif_lan,
-            _match(_payload("ip", "daddr"), box),
-            _match(_payload("tcp", "dport"), 80),
-            {"redirect": {"port": net.portal_port}},
-        ),
+        _redirect_to_box(iif_lan, box, 80, net.portal_port),
         _rule(
             "prerouting",
             iif_lan,
@@ -444,7 +438,7 @@ def table_commands(net: Network) -> list[Command]:
     if net.portal_tls_port:
         # HTTPS to the portal's name (dnsmasq answers it with the box's address): to the
         # portal's TLS port. Only to the box: other sites' 443 is never intercepted.
-        cmds.append(_tls_redirect(net, iif_lan, box))
+        cmds.append(_redirect_to_box(iif_lan, box, 443, net.portal_tls_port))
     for proto in ("udp", "tcp"):
         cmds.append(
             _rule(
@@ -524,13 +518,14 @@ def table_commands(net: Network) -> list[Command]:
     return cmds
 
 
-def _tls_redirect(net: Network, iif_lan: dict[str, Any], box: str) -> Command:
+def _redirect_to_box(iif_lan: dict[str, Any], box: str, dport: int, port: int) -> Command:
+    """The LAN's TCP connections to the box's `dport` go to its local `port`."""
     return _rule(
         "prerouting",
         iif_lan,
         _match(_payload("ip", "daddr"), box),
-        _match(_payload("tcp", "dport"), 443),
-        {"redirect": {"port": net.portal_tls_port}},
+        _match(_payload("tcp", "dport"), dport),
+        {"redirect": {"port": port}},
     )
 
 
