@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,20 @@ def make_portal_tls_server(config: Config, host: str, port: int, *, app: Flask,
     server.prepare()  # binds: an error here (port taken) is the caller's to report
     server.flask_app = app
     server.bound_port = int(server.bind_addr[1])
-    server.run = server.serve
-    server.close = server.stop
+    server.renewals = None  # a _Renewals, run alongside the server (portal_servers)
+
+    def run() -> None:
+        if server.renewals is not None:
+            server.renewals.start()
+        server.serve()
+
+    def close() -> None:
+        if server.renewals is not None:
+            server.renewals.stop()
+        server.stop()
+
+    server.run = run
+    server.close = close
     return server
 
 
@@ -113,7 +126,10 @@ def _tls_adapter(context: ssl.SSLContext) -> Any:
     from cheroot.ssl import Adapter
 
     class LazyHandshake(Adapter):
-        """Wraps an accepted socket without the handshake (done by the connection)."""
+        """Wraps an accepted socket without the handshake (done by the connection).
+
+        `context` is replaced whole by _Renewals, never changed: a socket already wrapped
+        keeps the context (and the certificate) it was wrapped with."""
 
         env = {"wsgi.url_scheme": "https", "HTTPS": "on"}
 
@@ -125,8 +141,8 @@ def _tls_adapter(context: ssl.SSLContext) -> Any:
             return sock
 
         def wrap(self, sock: Any) -> tuple[Any, dict[str, str]]:
-            tls = self.context.wrap_socket(sock, server_side=True,
-                                           do_handshake_on_connect=False)
+            context = self.context  # read once: a renewal may swap it meanwhile
+            tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             return tls, dict(self.env)
 
         def get_environ(self) -> dict[str, str]:
@@ -158,11 +174,101 @@ def _tls_connection_class() -> type:
     return TlsConnection
 
 
+RELOAD_SECONDS = 2.0
+WARN_EVERY_SECONDS = 24 * 3600
+
+
+class _Renewals:
+    """Follows the renewals of the portal's certificate while the https portal runs.
+
+    A daemon thread stats the two files every `interval` seconds (no read, no parsing).
+    Once they have changed and then stayed the same for one more interval (a copy in
+    progress; certbot's hook writing the certificate, then the key), it re-runs the
+    check done at start (tls.load). Passed: the adapter gets the new context, one
+    assignment (connections already wrapped keep theirs), and an info line says so.
+    Refused: the certificate in use stays, one error says why, and the files are checked
+    again only once they change again. A thread rather than a check in the adapter's
+    wrap: the check never runs in cheroot's accept loop, the log answers within seconds
+    even with no phone about, and the expiry warning is repeated once a day.
+    """
+
+    def __init__(self, config: Config, adapter: Any, checked: tls.PortalTls, *,
+                 cafile: str | Path | None, interval: float) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.current = checked
+        self.cafile = cafile
+        self.interval = interval
+        self.seen = tls.files_state(config)  # what the last check read
+        self.pending: tuple | None = None  # a change waiting for one quiet interval
+        self.failed = False
+        # portal_servers has just warned if it expires soon
+        self.warned_at = time.monotonic() if tls.expires_soon(checked) else None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="portal-tls-renewals", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # the thread must outlive any surprise
+                log.exception("%s: checking the portal's certificate again failed",
+                              tls.CERT_KEY)
+
+    def poll(self) -> None:
+        state = tls.files_state(self.config)  # before the check: a change during it is seen
+        if state == self.seen:
+            self.pending = None
+        elif state != self.pending:
+            self.pending = state
+        else:
+            self.pending = None
+            self.seen = state
+            self._reload()
+        if tls.expires_soon(self.current) and (
+                self.warned_at is None
+                or time.monotonic() - self.warned_at >= WARN_EVERY_SECONDS):
+            _warn_expiry(self.current)
+            self.warned_at = time.monotonic()
+
+    def _reload(self) -> None:
+        try:
+            new = tls.load(self.config, cafile=self.cafile)
+        except tls.TlsError as exc:
+            self.failed = True
+            log.error("the portal keeps its current certificate (it expires on %s): %s",
+                      self.current.not_after.date().isoformat(), exc)
+            return
+        renewed = (new.serial, new.not_after) != (self.current.serial, self.current.not_after)
+        self.adapter.context = new.context
+        self.current = new
+        if renewed:
+            log.info("%s: the portal now serves the renewed certificate; it expires on %s",
+                     tls.CERT_KEY, new.not_after.date().isoformat())
+            self.warned_at = None  # warn at once if this one expires soon too
+        elif self.failed:
+            log.info("%s: the certificate files pass again; the portal's certificate is "
+                     "unchanged (it expires on %s)", tls.CERT_KEY,
+                     new.not_after.date().isoformat())
+        self.failed = False
+
+
+def _warn_expiry(checked: tls.PortalTls) -> None:
+    log.warning("%s: the portal's certificate expires on %s: renew it",
+                tls.CERT_KEY, checked.not_after.date().isoformat())
+
+
 def portal_servers(
     config: Config,
     *,
     registry: CollectorRegistry | None = None,
     cafile: str | Path | None = None,
+    reload_seconds: float = RELOAD_SECONDS,
 ) -> tuple[Any, Any | None]:
     """The portal's http server, and its https one when portal_url is https and the
     certificate passes (web.tls; `cafile` replaces the system's authorities, for tests).
@@ -170,6 +276,8 @@ def portal_servers(
     A certificate refused (missing, unreadable, expired, for another name, a key that
     is not its own) is logged with the config key and the portal is served over http
     only, its links then http://<name>/: neither the portal nor the panel stop for it.
+    While the https portal runs, a renewed certificate is taken without a restart
+    (_Renewals, files stat'ed every `reload_seconds`).
     """
     g = config.gateway
     portal_url: str | None = None
@@ -181,8 +289,7 @@ def portal_servers(
             log.error("the portal is served over http only: %s", exc)
             portal_url = "http://" + g.portal_url.removeprefix("https://")
     if checked and tls.expires_soon(checked):
-        log.warning("%s: the portal's certificate expires on %s: renew it",
-                    tls.CERT_KEY, checked.not_after.date().isoformat())
+        _warn_expiry(checked)
     portal = make_portal_server(config, config.web_listen, g.portal_port,
                                 registry=registry, portal_url=portal_url)
     secure = None
@@ -193,6 +300,9 @@ def portal_servers(
         except OSError as exc:
             log.error("the portal is served over http only: gateway.portal_tls_port %d: %s",
                       g.portal_tls_port, exc)
+        else:
+            secure.renewals = _Renewals(config, secure.ssl_adapter, checked, cafile=cafile,
+                                        interval=reload_seconds)
     return portal, secure
 
 

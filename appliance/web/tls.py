@@ -42,11 +42,13 @@ class TlsError(Exception):
 
 @dataclass(frozen=True)
 class PortalTls:
-    """A checked server context for `name`, and the certificate's expiry."""
+    """A checked server context for `name`, the certificate's expiry and serial number
+    (hexadecimal, as OpenSSL prints it)."""
 
     name: str
     context: ssl.SSLContext
     not_after: dt.datetime
+    serial: str = ""
 
 
 def portal_name(config: Config) -> str | None:
@@ -104,12 +106,28 @@ def check(cert: Path, key: str | Path, name: str, *, cafile: str | Path | None =
     except ssl.SSLError as exc:
         raise TlsError(f"{CERT_KEY}: {cert}: a TLS handshake with it failed ({exc})") from None
     not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notAfter"]), dt.UTC)
-    return PortalTls(name=name, context=server, not_after=not_after)
+    return PortalTls(name=name, context=server, not_after=not_after,
+                     serial=peer.get("serialNumber", ""))
 
 
 def expires_soon(tls: PortalTls, now: dt.datetime | None = None) -> bool:
     now = now or dt.datetime.now(dt.UTC)
     return tls.not_after - now < dt.timedelta(days=WARN_DAYS)
+
+
+def files_state(config: Config) -> tuple:
+    """What changes when gateway.tls_certificate or gateway.tls_key is replaced, rewritten,
+    chmod'ed or chown'ed (os.stat, symlinks followed: certbot's live/ links): cheap enough
+    to compare every few seconds. None for a file that cannot be stat'ed."""
+    state = []
+    for path in (config.gateway.tls_certificate, config.gateway.tls_key):
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError, ValueError):
+            state.append(None)
+        else:
+            state.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(state)
 
 
 def _readable(key: str, path: Path) -> None:

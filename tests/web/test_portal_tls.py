@@ -263,3 +263,182 @@ def test_check_config_checks_the_certificate_as_the_web_service_will(tmp_path, p
     path.write_text(path.read_text().replace(f"{tmp_path}/none.key", str(key)))
     assert main(["--config", str(path), "check-config"]) == 1  # the test CA: not the system's
     assert "gateway.tls_certificate" in capsys.readouterr().err
+
+
+# Renewals: the running https portal takes a renewed certificate without a restart.
+
+RELOAD = 0.05  # seconds between two looks at the files (2 s in service)
+
+
+def install(directory: Path, cert: Path, key: Path, *, mode=0o640, which=("cert", "key")
+            ) -> tuple[Path, Path]:
+    """Put `cert` and `key` in place as the portal's fullchain.pem and privkey.pem, each
+    written aside then renamed over the old one (as `install` and certbot do)."""
+    live = (directory / "live/fullchain.pem", directory / "live/privkey.pem")
+    live[0].parent.mkdir(exist_ok=True)
+    for tag, src, dst, file_mode in (("cert", cert, live[0], 0o644), ("key", key, live[1], mode)):
+        if tag in which:
+            tmp = dst.with_suffix(".new")
+            tmp.write_bytes(src.read_bytes())
+            tmp.chmod(file_mode)
+            tmp.replace(dst)
+    return live
+
+
+def pem(cert: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(cert.read_bytes())[0]
+
+
+def served(port: int, ca: Path, conn: http.client.HTTPSConnection | None = None) -> int:
+    """The serial number of the certificate a connection to the https portal got (a new
+    one unless `conn`), after a verified GET /api/captive on it that answered."""
+    if conn is None:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        conn = http.client.HTTPSConnection(NAME, port, context=ctx, timeout=10)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                    server_hostname=NAME)
+        close = True
+    else:
+        close = False
+    serial = x509.load_der_x509_certificate(conn.sock.getpeercert(binary_form=True)).serial_number
+    conn.request("GET", "/api/captive", headers={"Host": NAME})
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["captive"] is True
+    if close:
+        conn.close()
+    return serial
+
+
+def wait_for(predicate, timeout=5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(RELOAD)
+    return predicate()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(config, conn, gateway, pki,
+                                                           servers, caplog, tmp_path):
+    caplog.set_level(logging.INFO, logger="appliance.web.server")
+    old = pki.leaf("renew-old", days=(-80, 10))  # close to its end: warned at start
+    new = pki.leaf("renew-new", days=(-1, 89))
+    cert, key = install(tmp_path, *old)
+    _portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                              cafile=pki.ca_file, reload_seconds=RELOAD))
+    port = secure.bound_port
+    assert served(port, pki.ca_file) == pem(old[0]).serial_number
+    time.sleep(RELOAD * 4)  # nothing changed: nothing reloaded
+    assert served(port, pki.ca_file) == pem(old[0]).serial_number
+
+    install(tmp_path, *new)
+    assert wait_for(lambda: served(port, pki.ca_file) == pem(new[0]).serial_number)
+    expiry = pem(new[0]).not_valid_after_utc.date().isoformat()
+    assert ("gateway.tls_certificate: the portal now serves the renewed certificate; it "
+            f"expires on {expiry}") in caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "expires on" in warnings[0].getMessage()  # the start's
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("cert_before_key", "gateway.tls_key: {key} is not the key of the certificate in "
+                            "gateway.tls_certificate"),
+        ("expired", "gateway.tls_certificate: {cert} has expired"),
+        ("other_name", "gateway.tls_certificate: {cert} is not for this name"),
+        ("open_key", "gateway.tls_key: {key} can be read or changed by other users of the "
+                     "box (mode 0644)"),
+    ],
+)
+def test_a_refused_renewal_keeps_the_old_certificate_until_the_files_are_right(
+        config, conn, gateway, pki, servers, caplog, tmp_path, case, message):
+    caplog.set_level(logging.INFO, logger="appliance.web.server")
+    old, new = pki.leaf(f"{case}-old"), pki.leaf(f"{case}-new")
+    cert, key = install(tmp_path, *old)
+    _portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                              cafile=pki.ca_file, reload_seconds=RELOAD))
+    port = secure.bound_port
+    assert served(port, pki.ca_file) == pem(old[0]).serial_number
+
+    if case == "cert_before_key":  # a deploy hook seen between its two copies
+        install(tmp_path, *new, which=("cert",))
+    elif case == "expired":
+        install(tmp_path, *pki.leaf(case, days=(-60, -1)))
+    elif case == "other_name":
+        install(tmp_path, *pki.leaf(case, names=("portail.elsewhere.fr",)))
+    elif case == "open_key":
+        install(tmp_path, *new, mode=0o644)
+
+    def errors():
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+    assert wait_for(lambda: errors())
+    old_expiry = pem(old[0]).not_valid_after_utc.date().isoformat()
+    [error] = errors()
+    assert error.startswith(f"the portal keeps its current certificate (it expires on "
+                            f"{old_expiry}): {message.format(cert=cert, key=key)}")
+    assert served(port, pki.ca_file) == pem(old[0]).serial_number
+    time.sleep(RELOAD * 6)  # the same files are not checked (nor logged) again
+    assert len(errors()) == 1 and "renewed" not in caplog.text
+    assert served(port, pki.ca_file) == pem(old[0]).serial_number
+
+    if case == "cert_before_key":
+        install(tmp_path, *new, which=("key",))
+    elif case == "open_key":
+        key.chmod(0o640)
+    else:
+        install(tmp_path, *new)
+    assert wait_for(lambda: served(port, pki.ca_file) == pem(new[0]).serial_number)
+    assert "the portal now serves the renewed certificate" in caplog.text
+    assert len(errors()) == 1
+
+
+def test_connections_in_flight_during_a_renewal_go_on(config, conn, gateway, pki, servers,
+                                                      tmp_path):
+    old, new = pki.leaf("flight-old"), pki.leaf("flight-new")
+    cert, key = install(tmp_path, *old)
+    _portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                              cafile=pki.ca_file, reload_seconds=RELOAD))
+    port = secure.bound_port
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    # One connection accepted (wrapped) whose handshake has not begun; one kept alive.
+    pending = socket.create_connection(("127.0.0.1", port), timeout=10)
+    alive = http.client.HTTPSConnection(NAME, port, context=ctx, timeout=10)
+    alive.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                 server_hostname=NAME)
+    assert served(port, pki.ca_file, alive) == pem(old[0]).serial_number
+    time.sleep(0.5)  # the pending connection is accepted and wrapped by now
+
+    install(tmp_path, *new)
+    assert wait_for(lambda: served(port, pki.ca_file) == pem(new[0]).serial_number)
+
+    assert served(port, pki.ca_file, alive) == pem(old[0]).serial_number  # same connection
+    late = http.client.HTTPSConnection(NAME, port, context=ctx, timeout=10)
+    late.sock = ctx.wrap_socket(pending, server_hostname=NAME)  # its handshake, only now
+    assert served(port, pki.ca_file, late) == pem(old[0]).serial_number
+    alive.close()
+    late.close()
+
+
+def test_the_expiry_warning_follows_the_certificate_in_use(config, conn, gateway, pki,
+                                                           servers, caplog, tmp_path,
+                                                           monkeypatch):
+    from appliance.web import server
+
+    old = pki.leaf("warn-old", days=(-1, 60))
+    soon = pki.leaf("warn-soon", days=(-80, 10))  # a renewal that is itself near its end
+    cert, key = install(tmp_path, *old)
+    with caplog.at_level(logging.WARNING, logger="appliance.web.server"):
+        _portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                                  cafile=pki.ca_file, reload_seconds=RELOAD))
+        assert served(secure.bound_port, pki.ca_file) == pem(old[0]).serial_number
+        time.sleep(RELOAD * 4)
+        assert "expires on" not in caplog.text
+        install(tmp_path, *soon)
+        expiry = pem(soon[0]).not_valid_after_utc.date().isoformat()
+        warning = f"gateway.tls_certificate: the portal's certificate expires on {expiry}"
+        assert wait_for(lambda: warning in caplog.text)  # at once, with the new date
+        assert served(secure.bound_port, pki.ca_file) == pem(soon[0]).serial_number
+        monkeypatch.setattr(server, "WARN_EVERY_SECONDS", 0.3)  # a day, for the test
+        assert wait_for(lambda: caplog.text.count(warning) >= 3)  # repeated while it runs
