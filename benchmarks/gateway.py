@@ -43,6 +43,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -156,6 +157,21 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+GATEWAY_UNIT = ROOT / "systemd" / "telecentre-gateway.service"
+
+
+def unit_environment(unit: Path) -> dict[str, str]:
+    """A unit's `Environment=` settings (MALLOC_ARENA_MAX...): the service runs as on the
+    box, so its memory figure is the box's."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in shlex.split(line.removeprefix("Environment=")):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
 def wait_socket(cfg: config_mod.Config, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -236,6 +252,7 @@ def main() -> int:
                     ["ip", "netns", "exec", topo.gw, sys.executable, "-m", "appliance.cli",
                      "--config", str(cfg.path), "gateway"],
                     stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                    env={**os.environ, **unit_environment(GATEWAY_UNIT)},
                 )
             topo.procs.append(proc)
             wait_socket(cfg, proc)
