@@ -60,6 +60,7 @@ def test_scapy_loaded_without_cryptography():
     the test extras installed it), and a later import of it still works. In a fresh
     interpreter: this one may have imported either already."""
     code = (
+        "import importlib.util\n"
         "import sys\n"
         "from appliance.gateway.presence import _scapy_arp\n"
         "ARP, Ether = _scapy_arp()\n"
@@ -69,5 +70,5 @@ def test_scapy_loaded_without_cryptography():
         "if importlib.util.find_spec('cryptography'):\n"
         "    import cryptography\n"
     )
-    subprocess.run([sys.executable, "-c", "import importlib.util\n" + code], check=True,
+    subprocess.run([sys.executable, "-c", code], check=True,
                    timeout=60)

@@ -107,21 +107,24 @@ def config(tmp_path: Path, runtime_dir: Path) -> Config:
     )
 
 
+def serving(fake: Any) -> Iterator[Any]:
+    """A fixture's body for a stand-in service: its socket served while the test runs."""
+    fake.server.start()
+    try:
+        yield fake
+    finally:
+        fake.server.stop()
+
+
 @pytest.fixture
 def gateway(config: Config) -> Iterator[PortalGateway]:
     """The gateway's portal commands at its socket (test_wifi.py has the panel's own)."""
-    fake = PortalGateway(config.gateway_socket)
-    fake.server.start()
-    yield fake
-    fake.server.stop()
+    yield from serving(PortalGateway(config.gateway_socket))
 
 
 @pytest.fixture
 def door(config: Config) -> Iterator[FakeDoor]:
-    fake = FakeDoor(config.door_socket)
-    fake.server.start()
-    yield fake
-    fake.server.stop()
+    yield from serving(FakeDoor(config.door_socket))
 
 
 @pytest.fixture

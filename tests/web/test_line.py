@@ -22,7 +22,7 @@ from appliance.ipc import CommandServer
 from appliance.link import store
 from appliance.link.probes import Sample
 
-from .conftest import csrf_token
+from .conftest import csrf_token, serving
 from .test_browser import browser, live_panel  # noqa: F401  (fixtures)
 
 HOUR = 3600.0
@@ -66,10 +66,7 @@ class FakeLink:
 
 @pytest.fixture
 def link(config: Config) -> Iterator[FakeLink]:
-    fake = FakeLink(config.link_socket)
-    fake.server.start()
-    yield fake
-    fake.server.stop()
+    yield from serving(FakeLink(config.link_socket))
 
 
 def seed_history(config: Config, now: float) -> None:

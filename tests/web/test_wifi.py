@@ -20,7 +20,7 @@ from appliance.config import Config
 from appliance.web import i18n
 from appliance.web.wifi import VoucherSheets
 
-from .conftest import ADMIN, csrf_token, login, post
+from .conftest import ADMIN, csrf_token, login, post, serving
 from .fake_gateway import FakeGateway
 
 HOSTILE = '<script>alert(1)</script>"&'
@@ -33,10 +33,7 @@ def text(response) -> str:
 
 @pytest.fixture
 def gateway(config: Config, conn) -> Iterator[FakeGateway]:
-    fake = FakeGateway(config.gateway_socket, config.db_path)
-    fake.server.start()
-    yield fake
-    fake.server.stop()
+    yield from serving(FakeGateway(config.gateway_socket, config.db_path))
 
 
 def add_member(conn, name: str = "Jeanne Martin", email: str | None = None) -> int:
