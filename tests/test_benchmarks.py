@@ -80,3 +80,26 @@ def test_gateway_benchmark_quick_run_prints_its_figures():
     assert figures["shaping_leaf_classes"] == 201
     # The service's own CPU time in each measure of the gateway (two, one round).
     assert len(figures["gateway_service_cpu_s_per_measure"]) == 2
+
+
+@pytest.mark.slow
+def test_gateway_parts_benchmark_smoke_run_checks_each_part():
+    """One short round: every part is checked to be what it says (its NAT, counters, the
+    measured client's own htb classes) before its figures count."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the gateway parts benchmark needs root (CI runs as root)")
+        pytest.skip("the gateway parts benchmark needs root (network namespaces)")
+    for name in ("ip", "tc", "nft", "iperf3"):
+        require_tool(name)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gateway_parts.py"), "--rounds", "1",
+         "--seconds", "1"],
+        capture_output=True, text=True, timeout=400, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["parts"]) == {"ctnat", "table", "htb", "full"}
+    for part in figures["parts"].values():
+        assert set(part) == {"down", "up"} and all(r > 0 for r in part.values())
+    assert all(len(v) == 2 for d in figures["bps"].values() for v in d.values())
