@@ -12,9 +12,7 @@ import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-# A hash to compare against when the user does not exist, so that a wrong
-# username takes as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-password")
+from appliance.passwords import dummy_check
 
 MIN_PASSWORD = 10
 
@@ -89,7 +87,7 @@ def authenticate(conn: sqlite3.Connection, username: str, password: str) -> sqli
     """The account if the password is right, else None (same cost either way)."""
     row = conn.execute("SELECT * FROM admins WHERE username = ?", (username.strip(),)).fetchone()
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        dummy_check(password)  # a wrong username takes as long as a wrong password
         return None
     if not check_password_hash(row["password_hash"], password):
         return None

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from appliance.members import EMAIL_RE, NUMBER_RE
-
-# Same cost for an unknown identifier as for a wrong secret.
-_DUMMY_HASH = generate_password_hash("not-a-secret")
+from appliance.passwords import dummy_check
 
 # A new PIN has at least 6 digits (10**6 guesses against the portal's per-member lockout).
 # PINs of 4 or 5 digits set before this rule keep working: only setting one is refused.
@@ -119,7 +117,7 @@ def authenticate_member(
     row = _find_member(conn, identifier) if identifier else None
     stored = row["portal_secret_hash"] if row is not None else None
     if not stored:
-        check_password_hash(_DUMMY_HASH, secret)
+        dummy_check(secret)  # same cost for an unknown identifier as for a wrong secret
         return MemberLogin("bad_credentials")
     if not check_password_hash(stored, secret):
         return MemberLogin("bad_credentials")

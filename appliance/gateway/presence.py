@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import select
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.gateway.ruleset import check_ifname, normalize_mac, parse_ipv4
+from appliance.scapy_import import cryptography_hidden
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +100,9 @@ def _packet_socket(lan: str) -> socket.socket:
 
 
 def _scapy_arp() -> tuple[Any, Any]:
-    """scapy's ARP and Ether classes, imported without `cryptography`.
-
-    scapy's config imports cryptography whenever it is installed (to know whether its
-    TLS and IPsec layers can work): +9 MB of RSS in the gateway (62.3 -> 71.9 MB with 201
-    devices, session 7), for ARP frames that need none of it. The image does not install
-    it, but its venv sees the system's packages, and any Debian package that pulls in
-    python3-cryptography (certbot, say) would bring it in; the test extras install it.
-    Hidden while scapy loads, unless already imported; a later `import cryptography`
-    works as usual.
-    """
-    hide = "cryptography" not in sys.modules
-    if hide:
-        sys.modules["cryptography"] = None  # type: ignore[assignment]  # -> ImportError
-    try:
+    """scapy's ARP and Ether classes, imported without `cryptography` (appliance.scapy_import)."""
+    with cryptography_hidden():
         from scapy.layers.l2 import ARP, Ether
-    finally:
-        if hide and "cryptography" in sys.modules and sys.modules["cryptography"] is None:
-            del sys.modules["cryptography"]
     return ARP, Ether
 
 

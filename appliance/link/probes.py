@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from appliance.scapy_import import cryptography_hidden
+
 # scapy is imported where packets are built, not here: importing it opens a netlink
 # socket, and every `telecentre` command imports this module through the CLI, the door
 # and the panel included, whose units allow no AF_NETLINK (systemd/, RestrictAddressFamilies).
+# And without cryptography, which it would load when installed (appliance/scapy_import.py).
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,8 @@ class Pinger:
 
     def send(self, target: str) -> int:
         """Send one echo to `target` now; the key its answer comes back under."""
-        from scapy.layers.inet import ICMP
+        with cryptography_hidden():
+            from scapy.layers.inet import ICMP
 
         with self._lock:
             self.seq = (self.seq + 1) & 0xFFFF
@@ -164,7 +168,8 @@ class Pinger:
 
     def replies(self, wait: float) -> list[tuple[int, float]]:
         """(key, rtt) of the answers to `send` that arrive within `wait` seconds."""
-        from scapy.layers.inet import ICMP, IP
+        with cryptography_hidden():
+            from scapy.layers.inet import ICMP, IP
 
         got: list[tuple[int, float]] = []
         ready, _, _ = select.select([self.sock], [], [], max(0.0, wait))
@@ -191,8 +196,9 @@ class Pinger:
             got.append((icmp.seq, received_at - sent[1]))
 
     def _round(self, targets: Sequence[str], timeout: float) -> dict[str, float]:
-        from scapy.layers.inet import ICMP, IP
-        from scapy.packet import Raw
+        with cryptography_hidden():
+            from scapy.layers.inet import ICMP, IP
+            from scapy.packet import Raw
 
         pending: dict[int, tuple[str, float]] = {}
         for target in targets:
@@ -304,9 +310,10 @@ def first_isp_hop(
     Hops that answer "time exceeded" are routers; the first one that is not the box
     is the ISP's. None when no router beyond the box answers (some ISPs filter).
     """
-    from scapy.config import conf
-    from scapy.layers.inet import ICMP, IP
-    from scapy.sendrecv import sr
+    with cryptography_hidden():
+        from scapy.config import conf
+        from scapy.layers.inet import ICMP, IP
+        from scapy.sendrecv import sr
 
     conf.route.resync()  # links came and went since the last traceroute
     ident = random.randrange(1, 0x10000)
@@ -337,7 +344,8 @@ class DnsProbe:
 
     def resolve(self, resolver: str, name: str, timeout: float) -> float | None:
         """Seconds to a NOERROR answer with at least one record, or None."""
-        from scapy.layers.dns import DNS, DNSQR
+        with cryptography_hidden():
+            from scapy.layers.dns import DNS, DNSQR
 
         query_id = self.rng.randrange(0x10000)
         query = bytes(DNS(id=query_id, rd=1, qd=DNSQR(qname=name, qtype="A")))
