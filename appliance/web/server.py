@@ -176,38 +176,33 @@ def _tls_connection_class() -> type:
 
 RELOAD_SECONDS = 2.0
 WARN_EVERY_SECONDS = 24 * 3600
+# A refused certificate is checked again this often even when its files do not change:
+# a Pi has no clock battery, and one that starts with its clock behind (no network yet)
+# refuses a certificate as "not valid yet" until the time is synchronised.
+RECHECK_REFUSED_SECONDS = 300.0
 
 
-class _Renewals:
-    """Follows the renewals of the portal's certificate while the https portal runs.
+class _CertificateFiles:
+    """Watches gateway.tls_certificate and gateway.tls_key for the portal: `_reload` runs
+    once they have changed and then stayed the same for one more interval.
 
-    A daemon thread stats the two files every `interval` seconds (no read, no parsing).
-    Once they have changed and then stayed the same for one more interval (a copy in
-    progress; certbot's hook writing the certificate, then the key), it re-runs the
-    check done at start (tls.load). Passed: the adapter gets the new context, one
-    assignment (connections already wrapped keep theirs), and an info line says so.
-    Refused: the certificate in use stays, one error says why, and the files are checked
-    again only once they change again. A thread rather than a check in the adapter's
-    wrap: the check never runs in cheroot's accept loop, the log answers within seconds
-    even with no phone about, and the expiry warning is repeated once a day.
+    A daemon thread stats the two files every `interval` seconds (no read, no parsing); a
+    change waits for one quiet interval (a copy in progress; certbot's hook writing the
+    certificate, then the key). The same files are never checked twice.
     """
 
-    def __init__(self, config: Config, adapter: Any, checked: tls.PortalTls, *,
-                 cafile: str | Path | None, interval: float) -> None:
+    thread_name = "portal-tls-files"
+
+    def __init__(self, config: Config, *, cafile: str | Path | None, interval: float) -> None:
         self.config = config
-        self.adapter = adapter
-        self.current = checked
         self.cafile = cafile
         self.interval = interval
         self.seen = tls.files_state(config)  # what the last check read
         self.pending: tuple | None = None  # a change waiting for one quiet interval
-        self.failed = False
-        # portal_servers has just warned if it expires soon
-        self.warned_at = time.monotonic() if tls.expires_soon(checked) else None
         self._stop = threading.Event()
 
     def start(self) -> None:
-        threading.Thread(target=self._loop, name="portal-tls-renewals", daemon=True).start()
+        threading.Thread(target=self._loop, name=self.thread_name, daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -230,6 +225,36 @@ class _Renewals:
             self.pending = None
             self.seen = state
             self._reload()
+
+    def _reload(self) -> None:
+        raise NotImplementedError
+
+
+class _Renewals(_CertificateFiles):
+    """Follows the renewals of the portal's certificate while the https portal runs.
+
+    Once the files have changed and settled (_CertificateFiles), it re-runs the check
+    done at start (tls.load). Passed: the adapter gets the new context, one
+    assignment (connections already wrapped keep theirs), and an info line says so.
+    Refused: the certificate in use stays, one error says why, and the files are checked
+    again only once they change again. A thread rather than a check in the adapter's
+    wrap: the check never runs in cheroot's accept loop, the log answers within seconds
+    even with no phone about, and the expiry warning is repeated once a day.
+    """
+
+    thread_name = "portal-tls-renewals"
+
+    def __init__(self, config: Config, adapter: Any, checked: tls.PortalTls, *,
+                 cafile: str | Path | None, interval: float) -> None:
+        super().__init__(config, cafile=cafile, interval=interval)
+        self.adapter = adapter
+        self.current = checked
+        self.failed = False
+        # portal_servers has just warned if it expires soon
+        self.warned_at = time.monotonic() if tls.expires_soon(checked) else None
+
+    def poll(self) -> None:
+        super().poll()
         if tls.expires_soon(self.current) and (
                 self.warned_at is None
                 or time.monotonic() - self.warned_at >= WARN_EVERY_SECONDS):
@@ -258,6 +283,92 @@ class _Renewals:
         self.failed = False
 
 
+class _Refused(_CertificateFiles):
+    """Watches the certificate refused at start while the portal is on http only.
+
+    Once the files have changed and settled (_CertificateFiles), it re-runs the check
+    done at start (tls.load). Passed: the https portal starts, as it would have at start
+    (with its own _Renewals from then on), then the portal's links turn to https, in that
+    order (never a link to an https portal not yet there); an info line says so and this
+    watch ends. Refused: the start's error line again, with the new reason. The files are
+    also checked again every `recheck` seconds while they do not change (the box's clock
+    set right after the start, a trust store updated), logged only if the reason is not
+    the one last logged. In the process, not by a restart: the
+    panel and the portal go on, and the portal's links are one value (portal_url) its
+    requests read each time. The gateway needs nothing: DHCP option 114 and the box's
+    port 443 already lead to the https portal (from portal_url), refused until now.
+    `close()` also closes the https portal it started (`.secure`).
+    """
+
+    def __init__(self, config: Config, portal: Any, *, cafile: str | Path | None,
+                 interval: float, seen: tuple, reason: str,
+                 recheck: float = RECHECK_REFUSED_SECONDS) -> None:
+        super().__init__(config, cafile=cafile, interval=interval)
+        self.portal = portal
+        self.seen = seen  # the files as the start's check read them
+        self.reason, self.logged_files = reason, seen  # the refusal last logged
+        self.recheck = recheck
+        self.checked_at = time.monotonic()
+        self.secure: Any | None = None
+        self._lock = threading.Lock()  # close() never misses an https portal starting
+
+    def close(self) -> None:
+        with self._lock:
+            self.stop()
+            if self.secure is not None:
+                self.secure.close()
+
+    def poll(self) -> None:
+        super().poll()
+        if not self._stop.is_set() and time.monotonic() - self.checked_at >= self.recheck:
+            self._reload()
+
+    def _reload(self) -> None:
+        self.checked_at = time.monotonic()
+        try:
+            checked = tls.load(self.config, cafile=self.cafile)
+        except tls.TlsError as exc:
+            if str(exc) != self.reason or self.seen != self.logged_files:
+                log.error("the portal is served over http only: %s", exc)
+            self.reason, self.logged_files = str(exc), self.seen
+            return
+        g = self.config.gateway
+        with self._lock:
+            if self._stop.is_set():
+                return
+            secure = _secure_portal(self.config, self.portal, checked, cafile=self.cafile,
+                                    interval=self.interval)
+            if secure is None:  # its port is taken: the files are checked if they change
+                return
+            threading.Thread(target=secure.run, name="portal-tls", daemon=True).start()
+            self.secure = secure
+            self.portal.flask_app.extensions["portal_url"] = g.portal_url
+            self.stop()  # the https portal's _Renewals follows the files from now on
+        log.info("%s: the certificate files pass now: the captive portal is served over "
+                 "HTTPS on %s:%d, its certificate expires on %s", tls.CERT_KEY,
+                 self.config.web_listen, secure.bound_port,
+                 checked.not_after.date().isoformat())
+        if tls.expires_soon(checked):
+            _warn_expiry(checked)
+
+
+def _secure_portal(config: Config, portal: Any, checked: tls.PortalTls, *,
+                   cafile: str | Path | None, interval: float) -> Any | None:
+    """The https portal for `portal`'s app with the certificate `checked`, bound, with its
+    _Renewals; None (logged) when its port cannot be bound."""
+    g = config.gateway
+    try:
+        secure = make_portal_tls_server(config, config.web_listen, g.portal_tls_port,
+                                        app=portal.flask_app, context=checked.context)
+    except OSError as exc:
+        log.error("the portal is served over http only: gateway.portal_tls_port %d: %s",
+                  g.portal_tls_port, exc)
+        return None
+    secure.renewals = _Renewals(config, secure.ssl_adapter, checked, cafile=cafile,
+                                interval=interval)
+    return secure
+
+
 def _warn_expiry(checked: tls.PortalTls) -> None:
     log.warning("%s: the portal's certificate expires on %s: renew it",
                 tls.CERT_KEY, checked.not_after.date().isoformat())
@@ -269,6 +380,7 @@ def portal_servers(
     registry: CollectorRegistry | None = None,
     cafile: str | Path | None = None,
     reload_seconds: float = RELOAD_SECONDS,
+    recheck_seconds: float = RECHECK_REFUSED_SECONDS,
 ) -> tuple[Any, Any | None]:
     """The portal's http server, and its https one when portal_url is https and the
     certificate passes (web.tls; `cafile` replaces the system's authorities, for tests).
@@ -277,32 +389,39 @@ def portal_servers(
     is not its own) is logged with the config key and the portal is served over http
     only, its links then http://<name>/: neither the portal nor the panel stop for it.
     While the https portal runs, a renewed certificate is taken without a restart
-    (_Renewals, files stat'ed every `reload_seconds`).
+    (_Renewals, files stat'ed every `reload_seconds`); once a refused certificate's files
+    are fixed, or they pass one of its checks every `recheck_seconds` (the clock set
+    right), the https portal starts without a restart (`portal.tls_watch`, a _Refused
+    to start with the portal and close with it; None when there is nothing to watch).
     """
     g = config.gateway
     portal_url: str | None = None
     checked: tls.PortalTls | None = None
+    refused: tuple[tuple, str] | None = None  # the files the start refused, and why
     if tls.portal_name(config):
+        state = tls.files_state(config)  # before the check: a change during it is seen
         try:
             checked = tls.load(config, cafile=cafile)
         except tls.TlsError as exc:
             log.error("the portal is served over http only: %s", exc)
             portal_url = "http://" + g.portal_url.removeprefix("https://")
+            refused = (state, str(exc))
     if checked and tls.expires_soon(checked):
         _warn_expiry(checked)
     portal = make_portal_server(config, config.web_listen, g.portal_port,
                                 registry=registry, portal_url=portal_url)
+    portal.tls_watch = None
     secure = None
     if checked:
-        try:
-            secure = make_portal_tls_server(config, config.web_listen, g.portal_tls_port,
-                                            app=portal.flask_app, context=checked.context)
-        except OSError as exc:
-            log.error("the portal is served over http only: gateway.portal_tls_port %d: %s",
-                      g.portal_tls_port, exc)
-        else:
-            secure.renewals = _Renewals(config, secure.ssl_adapter, checked, cafile=cafile,
-                                        interval=reload_seconds)
+        secure = _secure_portal(config, portal, checked, cafile=cafile,
+                                interval=reload_seconds)
+        if secure is None:  # no https portal: no https link either
+            portal.flask_app.extensions["portal_url"] = (
+                "http://" + g.portal_url.removeprefix("https://"))
+    elif refused is not None:
+        portal.tls_watch = _Refused(config, portal, cafile=cafile, interval=reload_seconds,
+                                    seen=refused[0], reason=refused[1],
+                                    recheck=recheck_seconds)
     return portal, secure
 
 
@@ -332,6 +451,8 @@ def serve(config: Config) -> None:
     portal, secure = portal_servers(config, registry=app.extensions["metrics_registry"])
     threading.Thread(target=portal.run, name="portal", daemon=True).start()
     log.info("captive portal listening on %s:%d", config.web_listen, portal.bound_port)
+    if portal.tls_watch is not None:
+        portal.tls_watch.start()  # starts the https portal once its files are fixed
     if secure is not None:
         threading.Thread(target=secure.run, name="portal-tls", daemon=True).start()
         log.info("captive portal over HTTPS listening on %s:%d", config.web_listen,
@@ -353,5 +474,7 @@ def serve(config: Config) -> None:
     finally:
         if secure is not None:
             secure.close()
+        if portal.tls_watch is not None:
+            portal.tls_watch.close()
         portal.close()
         server.close()

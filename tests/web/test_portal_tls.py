@@ -107,6 +107,10 @@ def servers():
             if server is not None:
                 threading.Thread(target=run, args=(server,), daemon=True).start()
                 started.append(server)
+                watch = getattr(server, "tls_watch", None)  # as serve() does
+                if watch is not None:
+                    watch.start()
+                    started.append(watch)
         return found
 
     yield start
@@ -442,3 +446,212 @@ def test_the_expiry_warning_follows_the_certificate_in_use(config, conn, gateway
         assert served(secure.bound_port, pki.ca_file) == pem(soon[0]).serial_number
         monkeypatch.setattr(server, "WARN_EVERY_SECONDS", 0.3)  # a day, for the test
         assert wait_for(lambda: caplog.text.count(warning) >= 3)  # repeated while it runs
+
+
+# A certificate refused at start: the portal on http, then on https once the files are
+# fixed, without a restart (the panel and the http portal go on).
+
+
+def captive_url(port: int) -> str:
+    """user-portal-url from the http portal's RFC 8908 API (what its links are)."""
+    plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    plain.request("GET", "/api/captive", headers={"Host": NAME})
+    r = plain.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == CAPTIVE_JSON
+    url = json.loads(r.read())["user-portal-url"]
+    plain.close()
+    return url
+
+
+def refused_at_start(config, pki, tmp_path, servers, case):
+    """The portal started with certificate files that `case` makes refused: (portal,
+    its tls_watch, the files' paths), once checked that it serves http only."""
+    if case == "missing_key":  # the certificate copied, not yet its key
+        cert, key = install(tmp_path, *pki.leaf(case), which=("cert",))
+    elif case == "other_name":
+        cert, key = install(tmp_path, *pki.leaf(case, names=("portail.elsewhere.fr",)))
+    portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                             cafile=pki.ca_file, reload_seconds=RELOAD))
+    assert secure is None and portal.tls_watch is not None
+    assert captive_url(portal.bound_port) == f"http://{NAME}/"
+    return portal, portal.tls_watch, cert, key
+
+
+def errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("case", ["missing_key", "other_name"])
+def test_a_certificate_fixed_after_start_is_served_over_https_without_a_restart(
+        config, conn, gateway, pki, servers, caplog, tmp_path, case):
+    caplog.set_level(logging.INFO, logger="appliance.web.server")
+    portal, watch, _cert, _key = refused_at_start(config, pki, tmp_path, servers, case)
+    assert len(errors(caplog)) == 1  # the start's
+    time.sleep(RELOAD * 4)  # nothing changed: nothing checked
+    assert watch.secure is None and len(errors(caplog)) == 1
+
+    good = pki.leaf(f"{case}-fixed")
+    install(tmp_path, *good)
+    assert wait_for(lambda: watch.secure is not None)
+    port = watch.secure.bound_port
+    assert served(port, pki.ca_file) == pem(good[0]).serial_number
+    _r, body = fetch(port, "/api/captive", pki.ca_file)
+    assert json.loads(body)["user-portal-url"] == f"https://{NAME}/"
+    assert captive_url(portal.bound_port) == f"https://{NAME}/"  # the http portal's too
+    expiry = pem(good[0]).not_valid_after_utc.date().isoformat()
+    assert ("gateway.tls_certificate: the certificate files pass now: the captive portal is "
+            f"served over HTTPS on 127.0.0.1:{port}, its certificate expires on {expiry}"
+            ) in caplog.text
+    assert len(errors(caplog)) == 1
+
+    # From now on the https portal follows its renewals, as if it had started with it.
+    renewed = pki.leaf(f"{case}-renewed")
+    install(tmp_path, *renewed)
+    assert wait_for(lambda: served(port, pki.ca_file) == pem(renewed[0]).serial_number)
+    assert "the portal now serves the renewed certificate" in caplog.text
+    assert caplog.text.count("the certificate files pass now") == 1
+
+
+def test_files_still_refused_after_a_change_keep_the_portal_on_http(
+        config, conn, gateway, pki, servers, caplog, tmp_path):
+    caplog.set_level(logging.INFO, logger="appliance.web.server")
+    portal, watch, cert, _key = refused_at_start(config, pki, tmp_path, servers,
+                                                 "other_name")
+    install(tmp_path, *pki.leaf("still-expired", days=(-60, -1)))
+    assert wait_for(lambda: len(errors(caplog)) == 2)
+    assert errors(caplog)[1] == (f"the portal is served over http only: "
+                                 f"gateway.tls_certificate: {cert} has expired: renew it "
+                                 f"(certbot) and copy the new files (portal name {NAME})")
+    time.sleep(RELOAD * 6)  # the same files are not checked (nor logged) again
+    assert len(errors(caplog)) == 2 and watch.secure is None
+    assert captive_url(portal.bound_port) == f"http://{NAME}/"
+    assert "pass now" not in caplog.text
+
+    good = pki.leaf("still-fixed")
+    install(tmp_path, *good)
+    assert wait_for(lambda: watch.secure is not None)
+    assert served(watch.secure.bound_port, pki.ca_file) == pem(good[0]).serial_number
+    assert captive_url(portal.bound_port) == f"https://{NAME}/"
+    assert len(errors(caplog)) == 2
+
+
+def test_a_certificate_not_valid_yet_at_start_is_served_once_it_is(
+        config, conn, gateway, pki, servers, caplog, tmp_path):
+    """A Pi starting with its clock behind (no clock battery, no network yet) refuses a
+    certificate as not valid yet; the files do not change, the time does: the rechecks
+    take it once it is valid, and log nothing while the reason stays the same."""
+    caplog.set_level(logging.INFO, logger="appliance.web.server")
+    valid_in = 3.0  # seconds from now (X.509 times are to the second)
+    start = (dt.datetime.now(dt.UTC) - NOW).total_seconds() + valid_in
+    good = pki.leaf("not-yet", days=(start / 86400, 30))
+    cert, key = install(tmp_path, *good)
+    portal, secure = servers(*portal_servers(https_config(config, cert, key),
+                                             cafile=pki.ca_file, reload_seconds=RELOAD,
+                                             recheck_seconds=0.2))
+    assert secure is None and captive_url(portal.bound_port) == f"http://{NAME}/"
+    (refused,) = errors(caplog)
+    assert refused.startswith(f"the portal is served over http only: gateway.tls_certificate: "
+                              f"{cert} is not valid yet (is the box's clock right?)")
+    watch = portal.tls_watch
+    assert wait_for(lambda: watch.secure is not None, timeout=valid_in + 5)
+    assert served(watch.secure.bound_port, pki.ca_file) == pem(good[0]).serial_number
+    assert captive_url(portal.bound_port) == f"https://{NAME}/"
+    assert "the certificate files pass now" in caplog.text
+    assert len(errors(caplog)) == 1  # ~15 rechecks refused it for the same reason
+
+
+# The same through `telecentre web` itself (serve(): the watch started with the portal,
+# closed with it), its real 2 s interval, the test CA trusted as the system's.
+
+WEB = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+from appliance.cli import main
+sys.exit(main(["--config", sys.argv[1], "web"]))
+"""
+
+
+def test_the_web_service_serves_https_once_the_refused_certificate_is_fixed(pki):
+    import re
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from appliance import config as config_mod
+    from appliance.runtime import init_state
+    from tests.conftest import write_site_config
+
+    from .conftest import serving
+    from .fake_gateway import PortalGateway
+
+    base = Path(tempfile.mkdtemp(prefix="tc-tls-", dir="/tmp"))  # a short socket path
+    cert, key = install(base, *pki.leaf("web-other", names=("portail.elsewhere.fr",)))
+    free = []
+    for _ in range(3):  # the config wants real ports: free ones, closed just before
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free.append(s.getsockname()[1])
+    path = write_site_config(base, portal_url=f"https://{NAME}/", tls_certificate=str(cert),
+                             tls_key=str(key), portal_port=free[0], portal_tls_port=free[1],
+                             listen="127.0.0.1", port=free[2])
+    cfg = config_mod.load(path)
+    init_state(cfg)
+    gateway = serving(PortalGateway(cfg.gateway_socket))
+    next(gateway)
+    lines: list[str] = []
+    proc = subprocess.Popen([sys.executable, "-c", WEB, str(path)], stderr=subprocess.PIPE,
+                            text=True, env={**__import__("os").environ,
+                                            "SSL_CERT_FILE": str(pki.ca_file)})
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+
+    def logged(pattern: str) -> re.Match | None:
+        return next((m for line in list(lines) if (m := re.search(pattern, line))), None)
+
+    try:
+        assert wait_for(lambda: logged(r"captive portal listening on 127\.0\.0\.1:(\d+)"), 20)
+        http_port = int(logged(r"captive portal listening on 127\.0\.0\.1:(\d+)")[1])
+        assert logged(r"ERROR .*the portal is served over http only: "
+                      r"gateway\.tls_certificate: .* is not for this name")
+        assert captive_url(http_port) == f"http://{NAME}/"
+
+        good = pki.leaf("web-fixed")
+        start = time.monotonic()
+        install(base, *good)
+        https = r"the captive portal is served over HTTPS on 127\.0\.0\.1:(\d+)"
+        assert wait_for(lambda: logged(https), 10)
+        waited = time.monotonic() - start
+        port = int(logged(https)[1])
+        assert served(port, pki.ca_file) == pem(good[0]).serial_number
+        assert captive_url(http_port) == f"https://{NAME}/"
+        assert proc.poll() is None  # the same process: no restart
+        print(f"https served {waited:.1f} s after the files were fixed")
+
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the servers and the watch are closed
+        assert proc.wait(timeout=20) == 0
+        time.sleep(0.2)  # the last lines
+        assert not [line for line in lines if "Traceback" in line]
+        assert len([line for line in lines if "ERROR" in line]) == 1  # the start's
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        next(gateway, None)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_taken_https_port_leaves_the_portal_on_http_with_http_links(config, conn, gateway,
+                                                                      pki, servers, caplog):
+    cert, key = pki.leaf("port-taken")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = https_config(config, cert, key)
+        cfg = replace(cfg, gateway=replace(cfg.gateway,
+                                           portal_tls_port=taken.getsockname()[1]))
+        with caplog.at_level(logging.ERROR, logger="appliance.web.server"):
+            portal, secure = servers(*portal_servers(cfg, cafile=pki.ca_file))
+    assert secure is None and portal.tls_watch is None  # not a certificate matter
+    assert "the portal is served over http only: gateway.portal_tls_port" in caplog.text
+    assert captive_url(portal.bound_port) == f"http://{NAME}/"  # not a dead https
