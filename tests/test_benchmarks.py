@@ -15,6 +15,23 @@ from tests.conftest import IN_CI, require_tool
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_root_benchmark(script: str, *args: str, tools: tuple[str, ...]) -> dict:
+    """Run a benchmark that needs root (namespaces) and these tools; its last line's JSON.
+    Not root: a failure in CI (which runs as root), a skip elsewhere."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"benchmarks/{script} needs root (CI runs as root)")
+        pytest.skip(f"benchmarks/{script} needs root (network namespaces)")
+    for name in tools:
+        require_tool(name)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True, text=True, timeout=400, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_door_benchmark_quick_run_prints_its_figures():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "door.py"), "--quick"],
@@ -32,18 +49,8 @@ def test_door_benchmark_quick_run_prints_its_figures():
 
 @pytest.mark.slow
 def test_link_benchmark_quick_run_prints_its_figures():
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the link benchmark needs root (CI runs as root)")
-        pytest.skip("the link benchmark needs root (network namespaces)")
-    for name in ("ip", "tc", "nft", "iperf3", "openssl"):
-        require_tool(name)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "link.py"), "--quick"],
-        capture_output=True, text=True, timeout=400, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = run_root_benchmark("link.py", "--quick",
+                                 tools=("ip", "tc", "nft", "iperf3", "openssl"))
     for backend in ("iperf3", "speedtest"):
         fig = figures[backend]
         # Loose bounds for a 4 s smoke run; the full run is what the targets are about.
@@ -58,18 +65,7 @@ def test_link_benchmark_quick_run_prints_its_figures():
 
 @pytest.mark.slow
 def test_gateway_benchmark_quick_run_prints_its_figures():
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the gateway benchmark needs root (CI runs as root)")
-        pytest.skip("the gateway benchmark needs root (network namespaces)")
-    for name in ("ip", "tc", "nft", "iperf3"):
-        require_tool(name)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gateway.py"), "--quick"],
-        capture_output=True, text=True, timeout=400, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = run_root_benchmark("gateway.py", "--quick", tools=("ip", "tc", "nft", "iperf3"))
     # Keys and kinds only: timings belong to the full run.
     for key in ("quota_overshoot_bytes", "forwarding_ratio", "forwarding_ratio_up",
                 "forwarding_ratio_bbr", "forwarding_ratio_up_bbr", "jain_fairness",
@@ -86,19 +82,8 @@ def test_gateway_benchmark_quick_run_prints_its_figures():
 def test_gateway_parts_benchmark_smoke_run_checks_each_part():
     """One short round: every part is checked to be what it says (its NAT, counters, the
     measured client's own htb classes) before its figures count."""
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the gateway parts benchmark needs root (CI runs as root)")
-        pytest.skip("the gateway parts benchmark needs root (network namespaces)")
-    for name in ("ip", "tc", "nft", "iperf3"):
-        require_tool(name)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gateway_parts.py"), "--rounds", "1",
-         "--seconds", "1"],
-        capture_output=True, text=True, timeout=400, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = run_root_benchmark("gateway_parts.py", "--rounds", "1", "--seconds", "1",
+                                 tools=("ip", "tc", "nft", "iperf3"))
     assert set(figures["parts"]) == {"ctnat", "table", "htb", "full"}
     for part in figures["parts"].values():
         assert set(part) == {"down", "up"} and all(r > 0 for r in part.values())
