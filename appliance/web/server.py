@@ -293,10 +293,10 @@ class _Refused(_CertificateFiles):
     watch ends. Refused: the start's error line again, with the new reason. The files are
     also checked again every `recheck` seconds while they do not change (the box's clock
     set right after the start, a trust store updated), logged only if the reason is not
-    the one last logged. In the process, not by a restart: the
-    panel and the portal go on, and the portal's links are one value (portal_url) its
-    requests read each time. The gateway needs nothing: DHCP option 114 and the box's
-    port 443 already lead to the https portal (from portal_url), refused until now.
+    the one last logged. In the process, not by a restart: the panel and the portal go
+    on, and the portal's links are one value (portal_url) its requests read each time.
+    The gateway needs nothing: DHCP option 114 and the box's port 443 already lead to
+    the https portal (from portal_url), refused until now.
     `close()` also closes the https portal it started (`.secure`).
     """
 
@@ -338,7 +338,7 @@ class _Refused(_CertificateFiles):
                 return
             secure = _secure_portal(self.config, self.portal, checked, cafile=self.cafile,
                                     interval=self.interval)
-            if secure is None:  # its port is taken: the files are checked if they change
+            if secure is None:  # its port is taken (logged): tried again at the next check
                 return
             threading.Thread(target=secure.run, name="portal-tls", daemon=True).start()
             self.secure = secure
