@@ -100,6 +100,12 @@ PROBE_CODE = textwrap.dedent(
 )
 
 
+def filler(i: int) -> tuple[str, str]:
+    """The MAC and IP of the i-th of the FILLERS guests authorized beside the measured
+    client (gateway_parts.py builds the same ones)."""
+    return f"02:00:00:01:{i // 256:02x}:{i % 256:02x}", f"10.42.0.{20 + i}"
+
+
 def net() -> rs.Network:
     return rs.Network("br0", "wan0", ipaddress.IPv4Interface(f"{BOX}/24"), PORTAL_PORT,
                       lan_is_bridge=True)
@@ -272,8 +278,8 @@ def main() -> int:
         service = start_gateway()
         call(cfg, "authorize", kind="member", owner_id=1, mac=c1.mac, ip=c1.ip)
         for i in range(FILLERS):
-            call(cfg, "authorize", kind="guest", mac=f"02:00:00:01:{i // 256:02x}:{i % 256:02x}",
-                 ip=f"10.42.0.{20 + i}")
+            mac, ip = filler(i)
+            call(cfg, "authorize", kind="guest", mac=mac, ip=ip)
         result["shaping_leaf_classes"] = leaf_classes(topo)
 
         # Login to internet: the client is known to the gateway's neighbour table first,

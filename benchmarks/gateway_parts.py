@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.gateway import ruleset as rs  # noqa: E402
 from appliance.gateway import shaping as sh  # noqa: E402
-from benchmarks.gateway import FILLERS, gateway_config, net  # noqa: E402
+from benchmarks.gateway import FILLERS, filler, gateway_config, net  # noqa: E402
 from tests.gateway.netns import Topology  # noqa: E402
 from tests.gateway.traffic import compete, start_servers  # noqa: E402
 
@@ -83,19 +83,19 @@ def main() -> int:
         topo.build(n_clients=1)
         (client,) = topo.clients
         (port,) = start_servers(topo, 1)
-        line = sh.line_from_config(gateway_config(Path(tempfile.mkdtemp(prefix="t5parts")))
-                                   .gateway)
+        with tempfile.TemporaryDirectory(prefix="t5parts") as work:
+            line = sh.line_from_config(gateway_config(Path(work)).gateway)
         runner = sh.TcRunner(("ip", "netns", "exec", topo.gw, "tc"), ("ip", "-n", topo.gw))
         shaper = sh.Shaper(line, runner, lan_is_bridge=True)
         member = rs.Owner("member", 1)
         owners = [rs.OwnerQuota(member, 10**13)]
         devices = [rs.Device.parse(client.mac, client.ip, member)]
         classes = [(ipaddress.IPv4Address(client.ip), "member", None, None)]
+        cid = rs.class_id(ipaddress.IPv4Address(client.ip))  # the measured client's class
         for i in range(FILLERS):  # the guests as the gateway would have them
-            guest, ip = rs.Owner("guest", i + 1), f"10.42.0.{20 + i}"
+            guest, (mac, ip) = rs.Owner("guest", i + 1), filler(i)
             owners.append(rs.OwnerQuota(guest, 10**9))
-            devices.append(rs.Device.parse(f"02:00:00:01:{i // 256:02x}:{i % 256:02x}", ip,
-                                           guest))
+            devices.append(rs.Device.parse(mac, ip, guest))
             classes.append((ipaddress.IPv4Address(ip), "guest", 5_000, 500))
         full_ruleset = rs.full_ruleset(net(), owners, devices)
         nft = topo.nft()
@@ -120,7 +120,6 @@ def main() -> int:
         def check(part: str) -> None:
             """The part is what it says: the runs went through its NAT, its counters,
             the measured client's own htb classes (both sides), and nothing else."""
-            cid = rs.class_id(ipaddress.IPv4Address(client.ip))
             listing = subprocess.run(["ip", "netns", "exec", topo.gw, "nft", "list", "ruleset"],
                                      capture_output=True, text=True, check=True).stdout
             shaped = [class_bytes(dev, cid) for dev in (line.lan, line.wan)]
@@ -144,7 +143,7 @@ def main() -> int:
             if part == "ctnat":
                 nft_text(ctnat_table(line.wan))
             elif part == "htb":
-                nft_text(priority_table(client.ip, rs.class_id(ipaddress.IPv4Address(client.ip))))
+                nft_text(priority_table(client.ip, cid))
             if part in ("table", "full"):
                 nft.apply(full_ruleset)
             if part in ("htb", "full"):

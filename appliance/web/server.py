@@ -395,6 +395,7 @@ def portal_servers(
     to start with the portal and close with it; None when there is nothing to watch).
     """
     g = config.gateway
+    http_url = "http://" + g.portal_url.removeprefix("https://")  # the links without TLS
     portal_url: str | None = None
     checked: tls.PortalTls | None = None
     refused: tuple[tuple, str] | None = None  # the files the start refused, and why
@@ -404,7 +405,7 @@ def portal_servers(
             checked = tls.load(config, cafile=cafile)
         except tls.TlsError as exc:
             log.error("the portal is served over http only: %s", exc)
-            portal_url = "http://" + g.portal_url.removeprefix("https://")
+            portal_url = http_url
             refused = (state, str(exc))
     if checked and tls.expires_soon(checked):
         _warn_expiry(checked)
@@ -416,8 +417,7 @@ def portal_servers(
         secure = _secure_portal(config, portal, checked, cafile=cafile,
                                 interval=reload_seconds)
         if secure is None:  # no https portal: no https link either
-            portal.flask_app.extensions["portal_url"] = (
-                "http://" + g.portal_url.removeprefix("https://"))
+            portal.flask_app.extensions["portal_url"] = http_url
     elif refused is not None:
         portal.tls_watch = _Refused(config, portal, cafile=cafile, interval=reload_seconds,
                                     seen=refused[0], reason=refused[1],
