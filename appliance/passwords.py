@@ -6,18 +6,25 @@ Shared by the panel's accounts and the members' Wi-Fi secrets, both scrypt hashe
 
 from __future__ import annotations
 
-import functools
+from werkzeug.security import check_password_hash
 
-from werkzeug.security import check_password_hash, generate_password_hash
+# The hash of a random secret nobody kept, made with Werkzeug's default method and
+# parameters (scrypt, n 32768, r 8, p 1): a check against it costs what a check against
+# a stored hash costs, and no service computes a hash at start or at its first unknown
+# login to have it. tests/test_passwords.py fails if Werkzeug's default ever moves, so
+# that it is made again with the new one.
+DUMMY_HASH = (
+    "scrypt:32768:8:1$3HNOwe7w5DOYJo7Q$a3d252e6c6d9b194b96eb51f9649c30c26443e2ce6b464308d"
+    "aec2c0b4edaaaed99b84a9cc28130b7f6cf52ffa1cdde74d5ad75f98fe072b72266e09ecd1000d"
+)
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    """Made on first use, not at import: scrypt is ~0.1 s of CPU (more on a Pi) at every
-    start of each service that imports the accounts, most of which never log anyone in."""
-    return generate_password_hash("not-a-password")
+def method(hashed: str) -> str:
+    """A Werkzeug hash's method and parameters, e.g. `scrypt:32768:8:1`."""
+    return hashed.split("$", 1)[0]
 
 
 def dummy_check(secret: str) -> None:
-    """One scrypt check that cannot succeed, for a login whose account does not exist."""
-    check_password_hash(_dummy_hash(), secret)
+    """One scrypt check that cannot succeed, for a login whose account does not exist.
+    Its result is ignored: the caller refuses the login whatever the secret."""
+    check_password_hash(DUMMY_HASH, secret)

@@ -32,8 +32,8 @@ def scrypt_runs(monkeypatch) -> list[str]:
 
 
 def test_importing_the_accounts_computes_no_hash():
-    """Every service imports them at start; the dummy hash waits for an unknown login.
-    In a fresh interpreter: this one imported them already."""
+    """Every service imports them at start. In a fresh interpreter: this one imported
+    them already."""
     code = (
         "from werkzeug import security\n"
         "runs = []\n"
@@ -48,22 +48,29 @@ def test_importing_the_accounts_computes_no_hash():
 def test_an_unknown_account_costs_one_scrypt_check_like_a_wrong_password(conn, scrypt_runs):
     admins.create_admin(conn, "marie", "correct horse battery")
     wifi_accounts.set_portal_secret(conn, _member(conn), "482913")
-    passwords._dummy_hash.cache_clear()
     scrypt_runs.clear()
     today = dt.date(2026, 5, 4)
 
     assert admins.authenticate(conn, "nobody", "correct horse battery") is None
-    assert scrypt_runs == ["scrypt", "scrypt"]  # the first one makes the dummy hash too
+    assert scrypt_runs == ["scrypt"]  # the first unknown login too: no hash to make
     scrypt_runs.clear()
     assert wifi_accounts.authenticate_member(conn, "nobody@example.org", "482913",
                                              today).result == "bad_credentials"
     assert admins.authenticate(conn, "nobody", "correct horse battery") is None
-    assert scrypt_runs == ["scrypt", "scrypt"]  # one each, the dummy hash shared
+    assert scrypt_runs == ["scrypt", "scrypt"]  # one each
     scrypt_runs.clear()
     assert admins.authenticate(conn, "marie", "wrong password!") is None
     assert wifi_accounts.authenticate_member(conn, "A-17", "000000",
                                              today).result == "bad_credentials"
     assert scrypt_runs == ["scrypt", "scrypt"]
+
+
+def test_the_dummy_hash_has_werkzeugs_current_method_and_parameters():
+    """Else an unknown account would cost more or less than a known one."""
+    fresh = security.generate_password_hash("anything")
+    assert passwords.method(passwords.DUMMY_HASH) == passwords.method(fresh)
+    assert passwords.method(fresh).startswith("scrypt:")
+    assert not security.check_password_hash(passwords.DUMMY_HASH, "not-a-password")
 
 
 def _member(conn) -> int:
