@@ -370,6 +370,18 @@ def site() -> db.Dashboard:
                f"(rate(telecentre_portal_authorize_seconds_bucket{{{s}}}[{ri}])))", "p95"),
     ], "s", w=12, desc="From a portal login's request to the gateway's rules in place "
                        "(the issue's target: under 1 s)."))
+    d = d.with_panel(bars("Gateway: changes refused (range)", [
+        target(f"sum(increase(telecentre_wifi_{name}_total{{{s}}}[{r}]))", legend, ref,
+               instant=True)
+        for name, legend, ref in (
+            ("nft_errors", "firewall (logins, kicks, quotas)", "A"),
+            ("tc_errors", "shaping", "B"),
+            ("neighbour_errors", "IP–MAC pins", "C"),
+            ("presence_probe_errors", "presence rounds", "D"),
+        )
+    ], "none", w=24, h=6, steps=[(None, "green"), (1, "red")],
+        desc="Should stay at 0. Firewall or shaping errors raise the WifiChangesRefused or "
+             "WifiUnshaped alert; the gateway's log says what (no address in it)."))
 
     d = d.with_row(db.Row("Panel and agent"))
     d = d.with_panel(ts("Panel requests by status", [

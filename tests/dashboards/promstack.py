@@ -21,6 +21,12 @@ from pathlib import Path
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 SITE = "test-site"
+# The alerts dashboards/alerts.yml must define: issue 4's (section 6), a service down, and
+# the Wi-Fi gateway's refused changes (issue 5).
+ALERTS = {
+    "SiteNotReporting", "LineDown", "LineUnderHalfContract", "LineLoss", "LineGradeF",
+    "DoorHeldOpen", "DoorReaderDown", "ServiceDown", "WifiChangesRefused", "WifiUnshaped",
+}
 
 
 def free_port() -> int:
