@@ -310,8 +310,6 @@ def _remote_write(section: dict[str, Any]) -> dict[str, Any] | None:
         rw["basic_auth"] = {"username": user, "password": password}
     if token:
         rw["authorization"] = {"type": "Bearer", "credentials": token}
-    # Days of outage the agent's buffer keeps (the disk buffer is on the data partition).
-    rw["queue_config"] = {"max_backoff": "5m"}
     return rw
 
 
@@ -405,30 +403,59 @@ def wifi_text(text: str, fb: FirstBoot) -> str:
     return text
 
 
+# The site agent (systemd/telecentre-metrics-agent.service) listens here; it scrapes its
+# own remote-write backlog from it for the site dashboard's "Agent backlog" panel.
+AGENT_LISTEN = "127.0.0.1:9099"
+# Its own series that the dashboards use; the rest of its /metrics stays on the box.
+AGENT_KEEP = (
+    "prometheus_remote_storage_(highest_timestamp_in_seconds|queue_highest_sent_timestamp_"
+    "seconds|samples_pending|samples_failed_total|samples_dropped_total)|"
+    "prometheus_agent_active_series"
+)
+# prometheus_client's *_created series are constant: half the counters' series for
+# nothing, in the WAL and on a slow upload.
+DROP_CREATED = [{"source_labels": ["__name__"], "regex": ".+_created", "action": "drop"}]
+# A 1 Mbit/s upload: few connections, big batches, patient retries.
+QUEUE_CONFIG = {"max_shards": 2, "max_samples_per_send": 2000, "capacity": 10000,
+                "min_backoff": "1s", "max_backoff": "1m"}
+
+
+def agent_document(site: str, targets: dict[str, str], remote_write: dict[str, Any] | None,
+                   agent_listen: str = AGENT_LISTEN) -> dict[str, Any]:
+    """The site agent's configuration: every 30 s, the services' metrics (`targets`: job →
+    host:port) and its own backlog, labelled `site`, remote-written when the line allows
+    (what it cannot send waits in its write-ahead log, see the unit)."""
+    doc: dict[str, Any] = {
+        "global": {
+            "scrape_interval": "30s",
+            "scrape_timeout": "10s",
+            "external_labels": {"site": site},
+        },
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}],
+             "metric_relabel_configs": DROP_CREATED}
+            for job, target in targets.items()
+        ] + [
+            {"job_name": "agent", "static_configs": [{"targets": [agent_listen]}],
+             "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": AGENT_KEEP,
+                                         "action": "keep"}]},
+        ],
+    }
+    if remote_write:
+        doc["remote_write"] = [{**remote_write, "queue_config": dict(QUEUE_CONFIG)}]
+    return doc
+
+
 def agent_config(fb: FirstBoot, config_text: str) -> str:
     """Prometheus (agent mode) configuration; JSON, which is YAML, so no value is ever
     spliced into YAML syntax. Scrapes the services' loopback metrics ports."""
     metrics = tomllib.loads(config_text).get("metrics", {})
+    listen = metrics.get("listen", "127.0.0.1")
     targets = {
-        name: metrics.get(f"{name}_port", default)
+        name: f"{listen}:{metrics.get(f'{name}_port', default)}"
         for name, default in (("door", 9101), ("web", 9102), ("link", 9103), ("gateway", 9104))
     }
-    listen = metrics.get("listen", "127.0.0.1")
-    doc: dict[str, Any] = {
-        "global": {
-            "scrape_interval": "30s",
-            "external_labels": {"site": fb.metrics_site},
-        },
-        "scrape_configs": [
-            {
-                "job_name": f"telecentre-{name}",
-                "static_configs": [{"targets": [f"{listen}:{port}"]}],
-            }
-            for name, port in targets.items()
-        ],
-    }
-    if fb.remote_write:
-        doc["remote_write"] = [fb.remote_write]
+    doc = agent_document(fb.metrics_site, targets, fb.remote_write)
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -126,7 +126,10 @@ def test_applies_the_file_and_removes_it(paths: firstboot.Paths) -> None:
     assert agent["remote_write"][0]["url"] == "https://metrics.example.org/api/v1/write"
     assert agent["remote_write"][0]["basic_auth"]["password"] == "s3cret-metrics"
     targets = [t for job in agent["scrape_configs"] for t in job["static_configs"][0]["targets"]]
-    assert targets == ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:9104"]
+    assert targets == ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:9104",
+                       "127.0.0.1:9099"]  # the services, then the agent's own backlog
+    assert [job["job_name"] for job in agent["scrape_configs"]] == [
+        "door", "web", "link", "gateway", "agent"]  # the names the alerts and panels use
     assert (paths.etc / "metrics-agent.yml").stat().st_mode & 0o777 == 0o600
 
     network = (paths.etc / "network" / "10-wan.network").read_text()

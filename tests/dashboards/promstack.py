@@ -1,5 +1,8 @@
 """Real Prometheus processes for the fleet tests: the site agent and the central store,
-started from the checked-in configurations with only ports, paths and intervals changed.
+started from what ships with only ports, paths and intervals changed: the agent with the
+configuration first boot writes (`appliance.firstboot.agent_document`) and the flags of
+its unit (systemd/telecentre-metrics-agent.service), the central store from the
+checked-in reference (dashboards/central/).
 
 Everything listens on 127.0.0.1, lives in a temporary folder, and is stopped by PID.
 """
@@ -19,7 +22,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from appliance import firstboot
+
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
+AGENT_UNIT = DASHBOARDS.parent / "systemd" / "telecentre-metrics-agent.service"
 SITE = "test-site"
 # The alerts dashboards/alerts.yml must define: issue 4's (section 6), a service down, and
 # the Wi-Fi gateway's refused changes (issue 5).
@@ -70,6 +76,14 @@ def default_args(path: Path) -> tuple[dict[str, str], list[str]]:
         if m:
             env[m[1]] = " ".join(shlex.split(m[2]))
     return env, shlex.split(env.pop("ARGS"))
+
+
+def unit_args(path: Path) -> list[str]:
+    """The arguments of a systemd unit's ExecStart= after the program (one line, or lines
+    joined by a trailing backslash; comment lines between them are not allowed)."""
+    text = path.read_text("utf-8").replace("\\\n", " ")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    return shlex.split(line.removeprefix("ExecStart="))[1:]
 
 
 def with_flags(args: list[str], **overrides: str) -> list[str]:
@@ -180,26 +194,23 @@ def central(tmp: Path, *, eval_seconds: int = 1) -> Prometheus:
 
 
 def agent(tmp: Path, targets: dict[str, int], central_port: int) -> Prometheus:
-    """The checked-in site agent configuration: scrapes every second the given loopback
-    ports (door, web, link, gateway) and remote-writes to `central_port`."""
+    """The site agent as first boot configures it and its unit runs it, but scraping
+    every second the given loopback ports (door, web, link, gateway) and remote-writing
+    to `central_port` with a bearer token from a file."""
     port = free_port()
-    text = (DASHBOARDS / "site" / "prometheus-agent.yml").read_text("utf-8")
-    text = replace_once(text, "scrape_interval: 30s", "scrape_interval: 1s")
-    text = replace_once(text, "scrape_timeout: 10s", "scrape_timeout: 1s")
-    for job, default in (("door", 9101), ("web", 9102), ("link", 9103), ("gateway", 9104)):
-        text = replace_once(text, f"127.0.0.1:{default}", f"127.0.0.1:{targets[job]}")
-    text = replace_once(text, "127.0.0.1:9090", f"127.0.0.1:{port}")
-    text = replace_once(text, "https://metrics.telecentres.example/api/v1/write",
-                        f"http://127.0.0.1:{central_port}/api/v1/write")
     token = tmp / "remote-write.token"
     token.write_text("test-token\n")
-    text = replace_once(text, "/etc/prometheus/remote-write.token", str(token))
-    text = replace_once(text, "max_backoff: 1m", "max_backoff: 500ms")
-    text = replace_once(text, "min_backoff: 1s", "min_backoff: 100ms")
+    doc = firstboot.agent_document(
+        SITE, {job: f"127.0.0.1:{targets[job]}" for job in ("door", "web", "link", "gateway")},
+        {"url": f"http://127.0.0.1:{central_port}/api/v1/write",
+         "authorization": {"credentials_file": str(token)}},
+        agent_listen=f"127.0.0.1:{port}",
+    )
+    doc["global"].update(scrape_interval="1s", scrape_timeout="1s")
+    doc["remote_write"][0]["queue_config"].update(min_backoff="100ms", max_backoff="500ms")
     cfg = tmp / "agent.yml"
-    cfg.write_text(text, "utf-8")
-    env, args = default_args(DASHBOARDS / "site" / "default-prometheus")
-    args = with_flags(args, config_file=str(cfg), web_listen__address=f"127.0.0.1:{port}",
+    cfg.write_text(json.dumps(doc), "utf-8")
+    args = with_flags(unit_args(AGENT_UNIT), config_file=str(cfg),
+                      web_listen__address=f"127.0.0.1:{port}",
                       storage_agent_path=str(tmp / "agent-wal"))
-    return Prometheus(args, port, tmp / "agent.log",
-                      {"PATH": os.environ["PATH"], "TELECENTRE_SITE": SITE})
+    return Prometheus(args, port, tmp / "agent.log", {"PATH": os.environ["PATH"]})

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
+from appliance import firstboot
 from tests.conftest import require_tool
 from tests.dashboards import promstack
 from tests.dashboards.promstack import ALERTS, DASHBOARDS
+
+# A site's first-boot file, as much as parse() needs (tests/test_firstboot.py has a full one).
+FIRST_BOOT = """
+[site]
+name = "Télécentre de test"
+[admin]
+username = "mairie"
+password = "correct horse battery"
+[metrics]
+remote_write_url = "https://metrics.example.org/api/v1/write"
+bearer_token = "t"
+"""
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -46,14 +60,16 @@ def test_a_broken_rule_makes_the_unit_tests_fail(tmp_path):
 
 
 def test_site_agent_configuration_passes_promtool(tmp_path):
+    """Both as the tests run it and as first boot writes it for a site."""
     agent = promstack.agent(tmp_path, {"door": 9101, "web": 9102, "link": 9103,
                                        "gateway": 9104}, 9090)
     cfg = next(a.split("=", 1)[1] for a in agent.args if a.startswith("--config.file="))
     result = promtool("check", "config", "--agent", cfg)
     assert result.returncode == 0, result.stdout + result.stderr
-    shipped = promtool("check", "config", "--agent", "--syntax-only",
-                       "site/prometheus-agent.yml")
-    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    shipped = tmp_path / "metrics-agent.yml"
+    shipped.write_text(firstboot.agent_config(firstboot.parse(FIRST_BOOT), ""))
+    result = promtool("check", "config", "--agent", "--syntax-only", str(shipped))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_central_configuration_passes_promtool(tmp_path):
@@ -65,16 +81,20 @@ def test_central_configuration_passes_promtool(tmp_path):
 
 
 def test_agent_keeps_72_hours_and_more_on_persistent_storage():
-    env, args = promstack.default_args(DASHBOARDS / "site" / "default-prometheus")
+    """The unit that runs the site agent, and the configuration first boot writes for it."""
+    args = promstack.unit_args(promstack.AGENT_UNIT)
     flags = dict(a.split("=", 1) for a in args if "=" in a)
     assert "agent" in flags["--enable-feature"].split(",")
-    assert "expand-external-labels" in flags["--enable-feature"].split(",")
     hours = int(flags["--storage.agent.retention.max-time"].removesuffix("h"))
     assert hours >= 72 + 2  # the outage, plus one 2 h WAL truncation period
+    assert "--storage.agent.wal-compression" in args
     assert flags["--storage.agent.path"].startswith("/var/lib/")
-    assert flags["--web.listen-address"].startswith("127.0.0.1:")
-    assert "TELECENTRE_SITE" in env
-    text = (DASHBOARDS / "site" / "prometheus-agent.yml").read_text()
-    assert "site: ${TELECENTRE_SITE}" in text
-    for port in (9101, 9102, 9103, 9104):
-        assert f'"127.0.0.1:{port}"' in text
+    assert "StateDirectory=telecentre-agent" in promstack.AGENT_UNIT.read_text()
+    assert flags["--web.listen-address"] == firstboot.AGENT_LISTEN  # it scrapes itself there
+    doc = json.loads(firstboot.agent_config(firstboot.parse(FIRST_BOOT), ""))
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert {job: j["static_configs"][0]["targets"] for job, j in jobs.items()} == {
+        "door": ["127.0.0.1:9101"], "web": ["127.0.0.1:9102"], "link": ["127.0.0.1:9103"],
+        "gateway": ["127.0.0.1:9104"], "agent": [firstboot.AGENT_LISTEN]}
+    assert doc["global"]["external_labels"] == {"site": "Télécentre de test"}
+    assert doc["remote_write"][0]["queue_config"]["max_shards"] == 2
